@@ -1,0 +1,185 @@
+"""Gateway rules: faults no device reports, inferred from readings (pure).
+
+A model's fault names a rule in its trigger, ``{ rule = "above_max", field =
+"flow_m3h", param = "max_flow_m3h", default = 40.0 }``; docs/dev/interfaces.md
+holds the vocabulary and docs/faults.md says which device param sets each
+limit. Every rule has the same signature so the interpreter can compile a
+trigger into one call:
+
+    rule(trigger, params, reading, prev, last_good_mono, now_mono) -> bool | None
+
+True: the condition is present. False: it is not. None: cannot tell (an
+input is missing from the reading because it failed to decode or the device
+did not answer, or the site set no limit and the model gave no default); the
+interpreter then leaves the fault as it is, so a timeout never clears a
+fault nor raises one by accident.
+
+``prev`` is the previous good value of every field (the interpreter keeps
+the last good value per field, so one failed read does not make a
+comparison impossible). ``last_good_mono`` is the monotonic time of the last
+poll the device answered.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.decode import Reading
+
+Rule = Callable[[dict, dict, "Reading", "Reading | None", "float | None", float], "bool | None"]
+
+
+def limit(trigger: dict, params: dict, key: str = "default") -> float | None:
+    """The site's value for the trigger's ``param``, else the model's default.
+
+    A site param set to None (TOML has no null, but a caller may pass one)
+    counts as unset so the model's default still applies.
+    """
+    name = trigger.get("param")
+    if name is not None:
+        value = params.get(name)
+        if value is not None:
+            return value
+    return trigger.get(key)
+
+
+def _number(values: dict, name: str | None) -> float | None:
+    # bool is an int in Python; a bit field compared with a flow limit is a
+    # model mistake, not a reading, so it counts as "cannot tell".
+    if name is None:
+        return None
+    value = values.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value
+
+
+def above_max(trigger, params, reading, prev, last_good_mono, now_mono):
+    value = _number(reading.values, trigger.get("field"))
+    lim = limit(trigger, params)
+    if value is None or lim is None:
+        return None
+    return value > lim
+
+
+def below_min(trigger, params, reading, prev, last_good_mono, now_mono):
+    value = _number(reading.values, trigger.get("field"))
+    lim = limit(trigger, params)
+    if value is None or lim is None:
+        return None
+    return value < lim
+
+
+def below_min_while_positive(trigger, params, reading, prev, last_good_mono, now_mono):
+    # Zero flow is "no flow" (SLEEP), not "flow below the starting flow".
+    value = _number(reading.values, trigger.get("field"))
+    lim = limit(trigger, params)
+    if value is None or lim is None:
+        return None
+    return 0 < value < lim
+
+
+def drift(trigger, params, reading, prev, last_good_mono, now_mono):
+    value = _number(reading.values, trigger.get("field"))
+    other = _number(reading.values, trigger.get("other"))
+    lim = limit(trigger, params)
+    if value is None or other is None or lim is None:
+        return None
+    return abs(value - other) > lim
+
+
+def _when(trigger: dict, values: dict) -> bool | None:
+    name = trigger.get("when_field")
+    if name not in values:
+        return None
+    current = values[name]
+    if "equals" in trigger:
+        return current == trigger["equals"]
+    if "below" in trigger:
+        number = _number(values, name)
+        return None if number is None else number < trigger["below"]
+    return None
+
+
+def counting_while(trigger, params, reading, prev, last_good_mono, now_mono):
+    # The counter must have moved between two good readings, and the gate
+    # (valve shut, pressure zero) must hold now: a valve that shut during
+    # the interval while gas still flowed is normal, so only the present
+    # gate counts and the next poll confirms with debounce.
+    if prev is None:
+        return None
+    name = trigger.get("field")
+    value = _number(reading.values, name)
+    before = _number(prev.values, name)
+    gate = _when(trigger, reading.values)
+    if value is None or before is None or gate is None:
+        return None
+    return gate and value > before
+
+
+def decreased(trigger, params, reading, prev, last_good_mono, now_mono):
+    if prev is None:
+        return None
+    name = trigger.get("field")
+    value = _number(reading.values, name)
+    before = _number(prev.values, name)
+    if value is None or before is None:
+        return None
+    return value < before
+
+
+def stale(trigger, params, reading, prev, last_good_mono, now_mono):
+    # Evaluated on failed polls too: this is the one rule that speaks when
+    # the device does not.
+    intervals = limit(trigger, params, "intervals")
+    if intervals is None:
+        intervals = trigger.get("default")
+    poll = params.get("poll_interval_s")
+    if last_good_mono is None or intervals is None or poll is None:
+        return None
+    return now_mono - last_good_mono > intervals * poll
+
+
+RULES: dict[str, Rule] = {
+    "above_max": above_max,
+    "below_min": below_min,
+    "below_min_while_positive": below_min_while_positive,
+    "drift": drift,
+    "counting_while": counting_while,
+    "decreased": decreased,
+    "stale": stale,
+}
+
+
+def detail(trigger: dict, params: dict, reading, prev, last_good_mono, now_mono) -> dict:
+    """What a person needs to see why the rule fired: its inputs and limit.
+
+    Kept apart from the rules so the per-poll path returns bare booleans;
+    this runs only when an event is made.
+    """
+    out: dict = {"rule": trigger.get("rule")}
+    for key in ("field", "other", "when_field"):
+        name = trigger.get(key)
+        if name is not None and name in reading.values:
+            out[name] = reading.values[name]
+    name = trigger.get("field")
+    if trigger.get("rule") in ("counting_while", "decreased") and prev is not None \
+            and name in prev.values:
+        out["previous"] = prev.values[name]
+    if trigger.get("rule") == "stale":
+        intervals = limit(trigger, params, "intervals")
+        if intervals is None:
+            intervals = trigger.get("default")
+        poll = params.get("poll_interval_s")
+        if last_good_mono is not None:
+            out["silent_s"] = round(now_mono - last_good_mono, 3)
+        if intervals is not None and poll is not None:
+            out["limit_s"] = intervals * poll
+    else:
+        lim = limit(trigger, params)
+        if lim is not None:
+            out["limit"] = lim
+    if trigger.get("param") is not None:
+        out["param"] = trigger["param"]
+    return out
