@@ -1,0 +1,326 @@
+"""Decoded readings of one device -> fault events, as the service manual means them (pure).
+
+    Reading --step()--> per fault: trigger -> True / False / None
+                          -> debounce (N consecutive polls to raise, N to clear)
+                          -> flap suppression (too many cycles: hold it raised)
+                          -> FaultEvent "raised" / "cleared" on the edges only
+
+No I/O, no clock: time is ``reading.mono`` (for debounce-free timing: flap
+window, hold, stale) and ``reading.ts`` (stamped on events). The daemon
+persists ``snapshot()`` in the state store and passes it back as
+``restored`` after a restart, so a standing fault is not announced twice.
+docs/faults.md is the user-facing account of these rules.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from gateway import rules as _rules
+
+if TYPE_CHECKING:
+    from gateway.decode import Reading
+    from protocols.models import Fault, Model
+
+SNAPSHOT_VERSION = 1
+
+FLAP_COUNT = 3
+FLAP_WINDOW_S = 3600.0
+FLAP_HOLD_S = 900.0
+
+
+@dataclass
+class FaultEvent:
+    device: str
+    model: str
+    code: str
+    state: str                      # "raised" | "cleared"
+    fault: Fault
+    ts: str                         # the reading's ts: when the edge was seen
+    detail: dict = field(default_factory=dict)
+    since: str | None = None        # when the fault was raised (== ts on "raised")
+
+    def payload(self) -> dict:
+        """The MQTT event body; the outbox/publisher adds v, seq, ts, ts_synced."""
+        f = self.fault
+        return {
+            "type": "fault",
+            "device": self.device,
+            "model": self.model,
+            "code": self.code,
+            "state": self.state,
+            "severity": f.severity,
+            "valve_closed": f.valve_closed,
+            "site_visit": f.site_visit,
+            "kind": f.kind,
+            "ref": f.ref,
+            "meaning": {"zh": f.zh.meaning, "en": f.en.meaning},
+            "causes": {"zh": list(f.zh.causes), "en": list(f.en.causes)},
+            "remedy": {"zh": list(f.zh.remedy), "en": list(f.en.remedy)},
+            "cleared_by": {"code": f.cleared_by, "zh": f.zh.cleared_by, "en": f.en.cleared_by},
+            "detail": dict(self.detail),
+            "since": self.since if self.since is not None else self.ts,
+        }
+
+
+Test = Callable[["Reading", "Reading | None", "float | None", float], "bool | None"]
+
+
+def _int_of(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def compile_trigger(trigger: dict, params: dict) -> Test:
+    """One closure per fault, built once, so a poll costs a dict lookup and a compare."""
+    if "rule" in trigger:
+        try:
+            rule = _rules.RULES[trigger["rule"]]
+        except KeyError:
+            raise ValueError(f"unknown rule {trigger['rule']!r}") from None
+        return lambda reading, prev, last_good, now: rule(trigger, params, reading, prev, last_good, now)
+    name = trigger.get("field")
+    if name is None:
+        raise ValueError(f"trigger needs 'field' or 'rule': {trigger!r}")
+    if "bit" in trigger:
+        mask = 1 << int(trigger["bit"])
+
+        def bit_test(reading, prev, last_good, now):
+            word = _int_of(reading.values.get(name))
+            return None if word is None else bool(word & mask)
+        return bit_test
+    if "equals" in trigger:
+        wanted = trigger["equals"]
+
+        def equals_test(reading, prev, last_good, now):
+            value = reading.values.get(name)
+            return None if value is None else value == wanted
+        return equals_test
+    raise ValueError(f"trigger needs 'bit' or 'equals' with 'field': {trigger!r}")
+
+
+def _trigger_detail(trigger: dict, params: dict, reading, prev, last_good, now) -> dict:
+    if "rule" in trigger:
+        return _rules.detail(trigger, params, reading, prev, last_good, now)
+    name = trigger["field"]
+    out: dict = {"field": name}
+    if name in reading.values:
+        out["value"] = reading.values[name]
+    for key in ("bit", "equals"):
+        if key in trigger:
+            out[key] = trigger[key]
+    return out
+
+
+class _Slot:
+    """Where one catalogued fault stands."""
+
+    __slots__ = ("fault", "test", "debounce", "active", "count", "since", "detail",
+                 "flapping", "clears", "false_since")
+
+    def __init__(self, fault: Fault, test: Test):
+        self.fault = fault
+        self.test = test
+        self.debounce = max(1, int(fault.debounce or 1))
+        self.active = False
+        self.count = 0                  # consecutive polls disagreeing with `active`
+        self.since: str | None = None
+        self.detail: dict = {}
+        self.flapping = False
+        self.clears: deque[float] = deque()   # monos of recent clears, for flap detection
+        self.false_since: float | None = None  # while flapping: start of the False stretch
+
+
+class Interpreter:
+    """One per device. ``params`` is the device's [device.params] plus
+    ``poll_interval_s`` (for the stale rule) and optionally ``flap_count``,
+    ``flap_window_s``, ``flap_hold_s``."""
+
+    def __init__(self, model: Model, device: str, params: dict | None = None,
+                 restored: dict | None = None):
+        self.model = model
+        self.device = device
+        self.params = dict(params or {})
+        self.flap_count = int(self.params.get("flap_count", FLAP_COUNT))
+        self.flap_window_s = float(self.params.get("flap_window_s", FLAP_WINDOW_S))
+        self.flap_hold_s = float(self.params.get("flap_hold_s", FLAP_HOLD_S))
+        self._slots = [_Slot(f, compile_trigger(f.trigger, self.params)) for f in model.faults]
+        self._by_code = {s.fault.code: s for s in self._slots}
+        # Only the fields a comparing rule looks at are remembered between polls.
+        self._prev_fields = frozenset(
+            f.trigger["field"] for f in model.faults
+            if f.trigger.get("rule") in ("counting_while", "decreased") and "field" in f.trigger)
+        self._prev: Reading | None = None
+        self._last_good: float | None = None
+        # Snapshot faults the model no longer has: cleared on the first poll,
+        # when there is a ts to stamp the event with.
+        self._retired: dict[str, dict] = {}
+        if restored:
+            self._restore(restored)
+
+    # -- restart -------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        """Everything a restart needs, JSON-serialisable.
+
+        Monotonic times are left out on purpose: after a reboot the clock
+        starts again from zero, so flap history and the stale timer restart
+        with the process; a flapping fault keeps its flag and waits a full
+        hold period again.
+        """
+        active = {}
+        for code, info in self._retired.items():
+            active[code] = dict(info)
+        for s in self._slots:
+            if s.active:
+                active[s.fault.code] = {
+                    "since": s.since, "flapping": s.flapping, "detail": s.detail,
+                    "severity": s.fault.severity, "kind": s.fault.kind, "ref": s.fault.ref,
+                }
+        return {
+            "v": SNAPSHOT_VERSION,
+            "model": self.model.id,
+            "active": active,
+            "counters": {s.fault.code: s.count for s in self._slots if s.count},
+            "prev": dict(self._prev.values) if self._prev is not None else {},
+        }
+
+    def _restore(self, snap: dict) -> None:
+        same_model = snap.get("model") == self.model.id
+        for code, info in (snap.get("active") or {}).items():
+            slot = self._by_code.get(code) if same_model else None
+            if slot is None:
+                # A code that left the catalogue, or any code of another model
+                # (ERR-1 on one model is not ERR-1 on the next): close it.
+                self._retired[code] = dict(info)
+                continue
+            slot.active = True
+            slot.since = info.get("since")
+            slot.detail = dict(info.get("detail") or {})
+            slot.flapping = bool(info.get("flapping", False))
+        if not same_model:
+            return
+        for code, count in (snap.get("counters") or {}).items():
+            slot = self._by_code.get(code)
+            if slot is not None:
+                slot.count = min(int(count), slot.debounce - 1)
+        prev = {k: v for k, v in (snap.get("prev") or {}).items() if k in self._prev_fields}
+        if prev:
+            from gateway.decode import Reading
+            self._prev = Reading(device=self.device, ok=True, values=prev)
+
+    # -- per poll ------------------------------------------------------------
+
+    def step(self, reading: Reading) -> list[FaultEvent]:
+        """Feed one poll (answered or not); returns the edges it caused."""
+        now = reading.mono
+        events: list[FaultEvent] = []
+        if self._retired:
+            for code, info in self._retired.items():
+                events.append(self._event(
+                    _retired_fault(code, info), "cleared", reading.ts,
+                    {"reason": "not_in_model"}, info.get("since")))
+            self._retired = {}
+        # The stale rule measures silence from the first poll this process
+        # saw when the device has never answered since.
+        if reading.values or self._last_good is None:
+            self._last_good = now
+        prev, last_good = self._prev, self._last_good
+        for s in self._slots:
+            cond = s.test(reading, prev, last_good, now)
+            if cond is None:
+                continue
+            if s.flapping:
+                if cond:
+                    s.false_since = None
+                    continue
+                if s.false_since is None:
+                    s.false_since = now
+                if now - s.false_since >= self.flap_hold_s:
+                    detail = _trigger_detail(s.fault.trigger, self.params, reading, prev, last_good, now)
+                    detail["flapping"] = True
+                    events.append(self._clear(s, reading.ts, detail))
+                continue
+            if cond == s.active:
+                s.count = 0
+                continue
+            s.count += 1
+            if s.count < s.debounce:
+                continue
+            s.count = 0
+            detail = _trigger_detail(s.fault.trigger, self.params, reading, prev, last_good, now)
+            if cond:
+                s.active, s.since, s.detail = True, reading.ts, detail
+                events.append(self._event(s.fault, "raised", reading.ts, detail, reading.ts))
+                continue
+            s.clears.append(now)
+            horizon = now - self.flap_window_s
+            while s.clears and s.clears[0] < horizon:
+                s.clears.popleft()
+            if len(s.clears) > self.flap_count:
+                # Silence it: one raised is already out; the next event is
+                # the one clear after a quiet hold period.
+                s.flapping, s.false_since = True, now
+                s.detail = {**s.detail, "flapping": True}
+                continue
+            events.append(self._clear(s, reading.ts, detail))
+        if self._prev_fields and reading.values:
+            fresh = {k: reading.values[k] for k in self._prev_fields if k in reading.values}
+            if fresh:
+                if self._prev is None:
+                    self._prev = type(reading)(device=self.device, ok=True, values=fresh,
+                                               mono=now, ts=reading.ts)
+                else:
+                    self._prev.values.update(fresh)
+        return events
+
+    def unavailable(self) -> None:
+        """The device stopped answering. Deliberately changes nothing: a
+        silent device has not repaired itself, so its faults stand until a
+        reading shows them gone; the stale rule (fed by step() on failed
+        polls) is what reports the silence."""
+
+    def active(self) -> dict[str, dict]:
+        """code -> {since, flapping, detail} for every fault standing now."""
+        out = {code: {"since": info.get("since"), "flapping": bool(info.get("flapping")),
+                      "detail": dict(info.get("detail") or {})}
+               for code, info in self._retired.items()}
+        for s in self._slots:
+            if s.active:
+                out[s.fault.code] = {"since": s.since, "flapping": s.flapping, "detail": dict(s.detail)}
+        return out
+
+    # -- helpers -------------------------------------------------------------
+
+    def _clear(self, s: _Slot, ts: str, detail: dict) -> FaultEvent:
+        since = s.since
+        s.active, s.since, s.detail = False, None, {}
+        s.flapping, s.false_since, s.count = False, None, 0
+        if detail.get("flapping"):
+            s.clears.clear()
+        return self._event(s.fault, "cleared", ts, detail, since)
+
+    def _event(self, fault: Fault, state: str, ts: str, detail: dict, since: str | None) -> FaultEvent:
+        return FaultEvent(device=self.device, model=self.model.id, code=fault.code, state=state,
+                          fault=fault, ts=ts, detail=detail, since=since)
+
+
+def _retired_fault(code: str, info: dict) -> Fault:
+    # The catalogue entry is gone; describe the fault with what the snapshot
+    # kept so the cleared event still says what is being closed.
+    from protocols.models import Fault, Text
+    en = Text(meaning=f"{code}: no longer in this device's model; closed by the gateway",
+              causes=("the device model or its fault catalogue changed",), remedy=(),
+              cleared_by="The gateway closes it after a model change.")
+    zh = Text(meaning=f"{code}：设备型号的故障目录中已无此代码，由网关关闭",
+              causes=("设备型号或故障目录已更改",), remedy=(),
+              cleared_by="型号更改后由网关关闭。")
+    return Fault(code=code, severity=info.get("severity", "info"), valve_closed=False,
+                 site_visit=False, debounce=1, kind=info.get("kind", "fault"), trigger={},
+                 cleared_by="none", ref=info.get("ref", ""), en=en, zh=zh)

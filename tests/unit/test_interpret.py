@@ -1,0 +1,390 @@
+"""gateway/interpret.py: triggers, debounce, edges, flapping, restarts, payload."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from gateway.decode import Reading
+from gateway.interpret import FaultEvent, Interpreter, compile_trigger
+
+try:
+    from protocols.models import Fault, Text
+    HAVE_MODELS = True
+except ImportError:
+    # the loader is being written in parallel; same shape as interfaces.md
+    HAVE_MODELS = False
+
+    @dataclass(frozen=True)
+    class Text:
+        meaning: str
+        causes: tuple = ()
+        remedy: tuple = ()
+        cleared_by: str = ""
+
+    @dataclass(frozen=True)
+    class Fault:
+        code: str
+        severity: str
+        valve_closed: bool
+        site_visit: bool
+        debounce: int
+        kind: str
+        trigger: dict
+        cleared_by: str
+        ref: str
+        en: Text
+        zh: Text
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    faults: tuple = ()
+    fields: tuple = ()
+    name_en: str = ""
+    name_zh: str = ""
+    family: str = ""
+
+
+def fault(code, trigger, debounce=1, **kw) -> Fault:
+    base = dict(severity="major", valve_closed=False, site_visit=True, kind="fault",
+                cleared_by="fault_card", ref="X1",
+                en=Text(f"{code} meaning", ("cause 1", "cause 2"), ("step 1",), "Fault card"),
+                zh=Text(f"{code} 含义", ("原因1", "原因2"), ("步骤1",), "故障卡"))
+    base.update(kw)
+    return Fault(code=code, debounce=debounce, trigger=trigger, **base)
+
+
+ERR1 = fault("ERR-1", {"field": "status_word", "bit": 0})
+ERR3 = fault("ERR-3", {"field": "error_code", "equals": 3})
+SLOW = fault("SLOW", {"field": "status_word", "bit": 1}, debounce=3)
+FLOW = fault("FLOW-HIGH", {"rule": "above_max", "field": "flow_m3h", "param": "max_flow_m3h",
+                           "default": 40.0})
+STALE = fault("NO-RESPONSE", {"rule": "stale", "intervals": 3})
+SELF = fault("SELF-COUNT", {"rule": "counting_while", "field": "volume_m3",
+                            "when_field": "valve_state", "equals": 1})
+MODEL = Model(id="m", faults=(ERR1, ERR3, SLOW, FLOW, STALE, SELF))
+
+
+class Feed:
+    """Polls at 10 s intervals, like a daemon would."""
+
+    def __init__(self, interp: Interpreter, step_s: float = 10.0):
+        self.interp, self.t, self.step_s, self.n = interp, 0.0, step_s, 0
+
+    def ok(self, **values) -> list[tuple[str, str]]:
+        return self._feed(Reading(device="dev", ok=True, values=values,
+                                  quality={k: "good" for k in values}, mono=self.t, ts=self._ts()))
+
+    def fail(self) -> list[tuple[str, str]]:
+        return self._feed(Reading(device="dev", ok=False, values={}, error="timeout",
+                                  mono=self.t, ts=self._ts()))
+
+    def _ts(self) -> str:
+        return f"2026-01-01T00:00:{self.n:02d}Z"
+
+    def _feed(self, reading):
+        self.last = self.interp.step(reading)
+        self.t += self.step_s
+        self.n += 1
+        return [(e.code, e.state) for e in self.last]
+
+
+def make(model=MODEL, restored=None, **params) -> Interpreter:
+    return Interpreter(model, "dev", {"poll_interval_s": 10, **params}, restored)
+
+
+class TestTriggers:
+    def test_bit(self):
+        t = compile_trigger({"field": "s", "bit": 3}, {})
+        assert t(Reading("d", True, {"s": 0b1000}), None, None, 0) is True
+        assert t(Reading("d", True, {"s": 0b0111}), None, None, 0) is False
+
+    def test_bit_of_a_bit_field(self):
+        t = compile_trigger({"field": "s", "bit": 0}, {})
+        assert t(Reading("d", True, {"s": True}), None, None, 0) is True
+
+    def test_equals(self):
+        t = compile_trigger({"field": "e", "equals": 3}, {})
+        assert t(Reading("d", True, {"e": 3}), None, None, 0) is True
+        assert t(Reading("d", True, {"e": 4}), None, None, 0) is False
+
+    def test_missing_field_is_cannot_tell(self):
+        for trig in ({"field": "s", "bit": 0}, {"field": "s", "equals": 1}):
+            assert compile_trigger(trig, {})(Reading("d", False, {}), None, None, 0) is None
+
+    def test_unknown_rule_refused_at_construction(self):
+        with pytest.raises(ValueError):
+            Interpreter(Model("m", (fault("X", {"rule": "nope"}),)), "d", {})
+
+    def test_trigger_without_field_refused(self):
+        with pytest.raises(ValueError):
+            compile_trigger({"bit": 1}, {})
+
+
+class TestEdges:
+    def test_one_event_per_edge(self):
+        f = Feed(make())
+        assert f.ok(status_word=0) == []
+        assert f.ok(status_word=1) == [("ERR-1", "raised")]
+        assert f.ok(status_word=1) == []
+        assert f.ok(status_word=1) == []
+        assert f.ok(status_word=0) == [("ERR-1", "cleared")]
+        assert f.ok(status_word=0) == []
+
+    def test_event_fields(self):
+        f = Feed(make())
+        f.ok(status_word=0)
+        f.ok(status_word=1)
+        (e,) = f.last
+        assert (e.device, e.model, e.code, e.state, e.fault) == ("dev", "m", "ERR-1", "raised", ERR1)
+        assert e.ts == "2026-01-01T00:00:01Z" and e.since == e.ts
+        assert e.detail == {"field": "status_word", "value": 1, "bit": 0}
+        f.ok(status_word=0)
+        (c,) = f.last
+        assert c.since == "2026-01-01T00:00:01Z" and c.ts == "2026-01-01T00:00:02Z"
+
+    def test_active(self):
+        f = Feed(make())
+        f.ok(status_word=1, error_code=3)
+        act = f.interp.active()
+        assert set(act) == {"ERR-1", "ERR-3"}
+        assert act["ERR-3"]["since"] == "2026-01-01T00:00:00Z"
+        assert act["ERR-3"]["flapping"] is False
+
+    def test_rule_detail_carries_value_and_limit(self):
+        f = Feed(make(max_flow_m3h=25.0))
+        assert f.ok(flow_m3h=30.0) == [("FLOW-HIGH", "raised")]
+        assert f.last[0].detail["limit"] == 25.0
+        assert f.last[0].detail["flow_m3h"] == 30.0
+
+    def test_bad_quality_field_changes_nothing(self):
+        f = Feed(make())
+        f.ok(status_word=1)
+        assert f.ok(error_code=0) == []      # status_word failed to decode
+        assert "ERR-1" in f.interp.active()
+        assert f.ok(status_word=0) == [("ERR-1", "cleared")]
+
+
+class TestDebounce:
+    def test_raise_after_n_consecutive(self):
+        f = Feed(make())
+        assert f.ok(status_word=2) == []
+        assert f.ok(status_word=2) == []
+        assert f.ok(status_word=2) == [("SLOW", "raised")]
+
+    def test_interrupted_run_starts_over(self):
+        f = Feed(make())
+        f.ok(status_word=2)
+        f.ok(status_word=2)
+        f.ok(status_word=0)
+        assert f.ok(status_word=2) == []
+        assert f.ok(status_word=2) == []
+        assert f.ok(status_word=2) == [("SLOW", "raised")]
+
+    def test_clear_after_n_consecutive(self):
+        f = Feed(make())
+        for _ in range(3):
+            f.ok(status_word=2)
+        assert f.ok(status_word=0) == []
+        assert f.ok(status_word=0) == []
+        assert f.ok(status_word=0) == [("SLOW", "cleared")]
+
+    def test_cannot_tell_neither_advances_nor_resets(self):
+        f = Feed(make())
+        f.ok(status_word=2)
+        f.ok(status_word=2)
+        assert f.fail() == []
+        assert f.ok(error_code=0) == []
+        assert f.ok(status_word=2) == [("SLOW", "raised")]
+
+
+class TestStaleAndUnavailable:
+    def test_failed_polls_raise_stale_and_keep_faults(self):
+        f = Feed(make())
+        f.ok(status_word=1, error_code=3)
+        f.interp.unavailable()
+        out = []
+        for _ in range(5):
+            out += f.fail()
+        assert out == [("NO-RESPONSE", "raised")]
+        assert set(f.interp.active()) == {"ERR-1", "ERR-3", "NO-RESPONSE"}
+        assert f.ok(status_word=1, error_code=3) == [("NO-RESPONSE", "cleared")]
+
+    def test_stale_timing(self):
+        # last good at t=0, 3 intervals of 10 s: silent for 30 s is fine, 40 s is not
+        f = Feed(make())
+        f.ok(status_word=0)
+        assert f.fail() == [] and f.fail() == [] and f.fail() == []
+        assert f.fail() == [("NO-RESPONSE", "raised")]
+        assert f.last[0].detail["silent_s"] == 40.0
+
+    def test_never_answered_goes_stale_from_first_poll(self):
+        f = Feed(make())
+        out = []
+        for _ in range(5):
+            out += f.fail()
+        assert out == [("NO-RESPONSE", "raised")]
+
+    def test_unavailable_changes_nothing(self):
+        i = make()
+        Feed(i).ok(status_word=1)
+        before = i.snapshot()
+        i.unavailable()
+        assert i.snapshot() == before
+
+
+class TestCountingWhile:
+    def test_previous_good_value_survives_a_failed_poll(self):
+        f = Feed(make())
+        f.ok(volume_m3=10.0, valve_state=1)
+        f.fail()
+        assert f.ok(volume_m3=10.5, valve_state=1) == [("SELF-COUNT", "raised")]
+        assert f.last[0].detail["previous"] == 10.0
+        assert f.ok(volume_m3=10.5, valve_state=1) == [("SELF-COUNT", "cleared")]
+
+
+def flap_interp(**kw):
+    return make(flap_count=3, flap_window_s=100, flap_hold_s=50, **kw)
+
+
+class TestFlapping:
+    def test_silenced_after_k_cycles(self):
+        f = Feed(flap_interp())
+        events = []
+        for _ in range(6):
+            events += f.ok(status_word=1)
+            events += f.ok(status_word=0)
+        # three full cycles, the fourth raise, then silence
+        assert events == [("ERR-1", "raised"), ("ERR-1", "cleared")] * 3 + [("ERR-1", "raised")]
+        assert f.interp.active()["ERR-1"]["flapping"] is True
+
+    def test_clears_once_after_a_stable_hold(self):
+        f = Feed(flap_interp())
+        for _ in range(4):
+            f.ok(status_word=1)
+            f.ok(status_word=0)      # 4th clear suppressed at t=70
+        out = []
+        for _ in range(4):           # t=80..110: False for 40 s < hold
+            out += f.ok(status_word=0)
+        assert out == []
+        assert f.ok(status_word=0) == [("ERR-1", "cleared")]   # t=120: 50 s
+        assert f.last[0].detail["flapping"] is True
+        assert "ERR-1" not in f.interp.active()
+        # back to normal behaviour
+        assert f.ok(status_word=1) == [("ERR-1", "raised")]
+
+    def test_true_during_hold_restarts_it(self):
+        f = Feed(flap_interp())
+        for _ in range(4):
+            f.ok(status_word=1)
+            f.ok(status_word=0)
+        out = []
+        for _ in range(3):
+            out += f.ok(status_word=0)
+        out += f.ok(status_word=1)
+        for _ in range(5):
+            out += f.ok(status_word=0)
+        assert out == []
+        assert f.ok(status_word=0) == [("ERR-1", "cleared")]
+
+    def test_slow_cycles_outside_the_window_are_not_flapping(self):
+        f = Feed(flap_interp(), step_s=30.0)
+        events = []
+        for _ in range(6):
+            events += f.ok(status_word=1)
+            events += f.ok(status_word=0)
+        assert events == [("ERR-1", "raised"), ("ERR-1", "cleared")] * 6
+
+
+class TestRestart:
+    def roundtrip(self, interp, model=MODEL, **params):
+        snap = json.loads(json.dumps(interp.snapshot()))
+        return make(model, snap, **params)
+
+    def test_standing_fault_not_raised_again(self):
+        f = Feed(make())
+        f.ok(status_word=1)
+        g = Feed(self.roundtrip(f.interp))
+        assert g.ok(status_word=1) == []
+        assert g.interp.active()["ERR-1"]["since"] == "2026-01-01T00:00:00Z"
+
+    def test_fault_that_went_while_down_clears(self):
+        f = Feed(make())
+        f.ok(status_word=1)
+        g = Feed(self.roundtrip(f.interp))
+        assert g.ok(status_word=0) == [("ERR-1", "cleared")]
+        assert g.last[0].since == "2026-01-01T00:00:00Z"
+
+    def test_debounce_counter_survives(self):
+        f = Feed(make())
+        f.ok(status_word=2)
+        f.ok(status_word=2)
+        g = Feed(self.roundtrip(f.interp))
+        assert g.ok(status_word=2) == [("SLOW", "raised")]
+
+    def test_previous_values_survive(self):
+        f = Feed(make())
+        f.ok(volume_m3=10.0, valve_state=1)
+        g = Feed(self.roundtrip(f.interp))
+        assert g.ok(volume_m3=10.2, valve_state=1) == [("SELF-COUNT", "raised")]
+
+    def test_flapping_flag_survives(self):
+        f = Feed(flap_interp())
+        for _ in range(4):
+            f.ok(status_word=1)
+            f.ok(status_word=0)
+        g = Feed(self.roundtrip(f.interp, flap_count=3, flap_window_s=100, flap_hold_s=50))
+        assert g.interp.active()["ERR-1"]["flapping"] is True
+        out = []
+        for _ in range(6):
+            out += g.ok(status_word=0)
+        assert out == [("ERR-1", "cleared")]
+
+    @pytest.mark.skipif(not HAVE_MODELS, reason="needs protocols.models.Fault")
+    def test_code_gone_from_model_is_cleared(self):
+        f = Feed(make())
+        f.ok(status_word=1, error_code=3)
+        smaller = Model(id="m", faults=(ERR1,))
+        g = Feed(self.roundtrip(f.interp, smaller))
+        assert g.ok(status_word=1, error_code=3) == [("ERR-3", "cleared")]
+        e = g.last[0]
+        assert e.detail == {"reason": "not_in_model"} and e.fault.ref == "X1"
+        assert e.payload()["severity"] == "major"
+        assert set(g.interp.active()) == {"ERR-1"}
+
+    @pytest.mark.skipif(not HAVE_MODELS, reason="needs protocols.models.Fault")
+    def test_other_model_clears_everything(self):
+        # ERR-1 of one model is not ERR-1 of another (the service manual's trap)
+        f = Feed(make())
+        f.ok(status_word=1)
+        other = Model(id="other", faults=(ERR1,))
+        g = Feed(self.roundtrip(f.interp, other))
+        assert g.ok(status_word=1) == [("ERR-1", "cleared"), ("ERR-1", "raised")]
+
+    def test_snapshot_is_json(self):
+        f = Feed(make())
+        f.ok(status_word=3, volume_m3=1.0, valve_state=0)
+        snap = f.interp.snapshot()
+        assert json.loads(json.dumps(snap)) == snap
+
+
+def test_payload():
+    f = Feed(make())
+    f.ok(error_code=3)
+    p = f.last[0].payload()
+    assert p == {
+        "type": "fault", "device": "dev", "model": "m", "code": "ERR-3", "state": "raised",
+        "severity": "major", "valve_closed": False, "site_visit": True, "kind": "fault",
+        "ref": "X1",
+        "meaning": {"zh": "ERR-3 含义", "en": "ERR-3 meaning"},
+        "causes": {"zh": ["原因1", "原因2"], "en": ["cause 1", "cause 2"]},
+        "remedy": {"zh": ["步骤1"], "en": ["step 1"]},
+        "cleared_by": {"code": "fault_card", "zh": "故障卡", "en": "Fault card"},
+        "detail": {"field": "error_code", "value": 3, "equals": 3},
+        "since": "2026-01-01T00:00:00Z",
+    }
+    json.dumps(p)
+    assert isinstance(f.last[0], FaultEvent)
