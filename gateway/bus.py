@@ -1,0 +1,362 @@
+"""One asyncio task per bus (serial port or Modbus TCP endpoint).
+
+The task is the only owner of its pymodbus client: RS-485 is half duplex, so
+every request on the line, polls and field diagnostics alike, goes through
+this one loop, one at a time.
+
+Scheduling: each device has its own deadline on the monotonic clock; the
+loop sleeps until the earliest deadline or until a diagnostic request
+arrives (no short-sleep polling). A unit that stops answering costs at most
+one timeout per cycle (no retries once it has failed, and its remaining reads
+are skipped), and is then backed off on its own, so it cannot starve the
+other units on the bus.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from protocols.modbus.plan import Read, plan, split
+from protocols.models import Model
+
+from . import clock
+from .config import BusCfg, DeviceCfg
+from .decode import Reading, decode_reads, failed
+
+log = logging.getLogger(__name__)
+
+# Consecutive failed polls before a device is reported unavailable; one
+# garbled frame on a noisy line must not flap the availability.
+UNAVAILABLE_AFTER = 3
+RESPONSE_SAMPLES = 256
+
+
+@dataclass
+class DeviceRuntime:
+    cfg: DeviceCfg
+    model: Model
+    reads: list[Read]
+    next_due: float = 0.0
+    fails: int = 0
+    available: bool | None = None
+    last_error: str | None = None
+    last_error_ts: str | None = None
+    last_good_mono: float | None = None
+    last_good_ts: str | None = None
+    last_values: dict = field(default_factory=dict)
+    counters: Counter = field(default_factory=Counter)
+    poke: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+
+def make_runtime(cfg: DeviceCfg, model: Model, bus: BusCfg) -> DeviceRuntime:
+    limit = min(bus.max_registers, model.max_registers_per_read)
+    return DeviceRuntime(cfg=cfg, model=model,
+                         reads=plan(model.fields, max_count=limit, gap=bus.gap))
+
+
+@dataclass
+class BusStats:
+    requests: int = 0
+    ok: int = 0
+    timeouts: int = 0
+    crc: int = 0
+    exceptions: int = 0
+    disconnects: int = 0
+    connected: bool = False
+    last_connect_error: str | None = None
+    response_s: deque = field(default_factory=lambda: deque(maxlen=RESPONSE_SAMPLES))
+
+    def summary(self) -> dict:
+        samples = sorted(self.response_s)
+        mean = sum(samples) / len(samples) if samples else None
+        p95 = samples[min(len(samples) - 1, int(len(samples) * 0.95))] if samples else None
+        return {
+            "connected": self.connected, "requests": self.requests, "ok": self.ok,
+            "timeouts": self.timeouts, "crc_errors": self.crc, "exceptions": self.exceptions,
+            "disconnects": self.disconnects, "last_connect_error": self.last_connect_error,
+            "response_ms_mean": round(mean * 1000, 2) if mean is not None else None,
+            "response_ms_p95": round(p95 * 1000, 2) if p95 is not None else None,
+        }
+
+
+Sink = Callable[[DeviceRuntime, Reading], Awaitable[None]]
+
+
+class Bus:
+    def __init__(self, cfg: BusCfg, devices: list[DeviceRuntime], sink: Sink) -> None:
+        self.cfg = cfg
+        self.devices = devices
+        self.sink = sink
+        self.stats = BusStats()
+        self.client = None
+        self._rx = bytearray()
+        self._wake = asyncio.Event()
+        self._diag: asyncio.Queue = asyncio.Queue()
+        self._stopping = False
+        self._backoff = 0.5
+
+    # -- public ------------------------------------------------------------
+
+    async def call(self, fn: Callable[[object], Awaitable[object]]) -> object:
+        """Run fn(client) between polls; used by field diagnostics."""
+        fut = asyncio.get_running_loop().create_future()
+        await self._diag.put((fn, fut))
+        self._wake.set()
+        return await fut
+
+    def poke(self, device_name: str) -> bool:
+        """Poll a device as soon as the bus is free (re-poll command)."""
+        for d in self.devices:
+            if d.name == device_name:
+                d.next_due = 0.0
+                self._wake.set()
+                return True
+        return False
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        now = time.monotonic()
+        # Spread first polls over the first second so a large bus does not
+        # start with a burst of every device due at once.
+        for i, d in enumerate(self.devices):
+            d.next_due = now + (i / max(1, len(self.devices)))
+        try:
+            while not self._stopping:
+                if not self.stats.connected and not await self._connect():
+                    await self._down_cycle()
+                    continue
+                if not self._diag.empty():
+                    await self._run_diag()
+                    continue
+                due = min(self.devices, key=lambda d: d.next_due) if self.devices else None
+                now = time.monotonic()
+                if due is not None and due.next_due <= now:
+                    await self._poll(due)
+                    continue
+                timeout = (due.next_due - now) if due else None
+                await self._sleep(timeout)
+        finally:
+            self._close()
+
+    # -- connection --------------------------------------------------------
+
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        # Bytes received for the current request: if a request then times
+        # out with bytes in hand, the answer was garbled (CRC), not missing.
+        if sending:
+            self._rx.clear()
+        else:
+            self._rx.extend(data)
+        return data
+
+    def _new_client(self):
+        c = self.cfg
+        common = dict(timeout=c.timeout_s, retries=0, reconnect_delay=0,
+                      reconnect_delay_max=0, trace_packet=self._trace, name=c.name)
+        if c.kind == "tcp":
+            return AsyncModbusTcpClient(c.port, port=c.tcp_port, framer=FramerType.SOCKET, **common)
+        return AsyncModbusSerialClient(
+            c.port, framer=FramerType.RTU, baudrate=c.baudrate, bytesize=c.bytesize,
+            parity=c.parity, stopbits=c.stopbits, **common)
+
+    async def _connect(self) -> bool:
+        self._close()
+        if self.cfg.kind == "serial" and not os.path.exists(self.cfg.port):
+            self._note_connect_error(f"{self.cfg.port}: {os.strerror(errno.ENODEV)}")
+            return False
+        self.client = self._new_client()
+        try:
+            ok = await self.client.connect()
+        except (OSError, ModbusException) as exc:
+            ok = False
+            self._note_connect_error(str(exc))
+        if not ok:
+            self._note_connect_error(self.stats.last_connect_error or "connect failed")
+            self._close()
+            return False
+        log.info("bus %s: connected to %s", self.cfg.name, self.cfg.port)
+        self.stats.connected = True
+        self.stats.last_connect_error = None
+        self._backoff = 0.5
+        return True
+
+    def _note_connect_error(self, why: str) -> None:
+        if self.stats.last_connect_error != why:
+            log.warning("bus %s: cannot open (%s); retrying with backoff", self.cfg.name, why)
+        self.stats.last_connect_error = why
+
+    def _close(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.close()
+            except Exception:  # noqa: BLE001 - closing a vanished port may raise anything
+                pass
+            self.client = None
+        if self.stats.connected:
+            self.stats.disconnects += 1
+        self.stats.connected = False
+
+    async def _down_cycle(self) -> None:
+        """While the port is gone: report due devices as bus_down, answer
+        diagnostics with an error, and wait for the next reconnect attempt."""
+        while not self._diag.empty():
+            _fn, fut = self._diag.get_nowait()
+            if not fut.done():
+                fut.set_exception(ConnectionError(f"bus {self.cfg.name} is down: "
+                                                  f"{self.stats.last_connect_error}"))
+        now = time.monotonic()
+        for d in self.devices:
+            if d.next_due <= now:
+                await self._finish(d, [], "bus_down")
+        await self._sleep(self._backoff)
+        self._backoff = min(self._backoff * 2, self.cfg.backoff_max_s)
+
+    async def _sleep(self, timeout: float | None) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    # -- requests ----------------------------------------------------------
+
+    async def _request(self, unit: int, read: Read) -> list[int] | str:
+        """One attempt; returns registers or a failure type."""
+        st = self.stats
+        st.requests += 1
+        fn = (self.client.read_holding_registers if read.function == "holding"
+              else self.client.read_input_registers)
+        t0 = time.monotonic()
+        try:
+            rr = await fn(read.address, count=read.count, device_id=unit)
+        except ConnectionException as exc:
+            log.warning("bus %s: connection lost (%s)", self.cfg.name, exc)
+            self._close()
+            return "bus_down"
+        except ModbusIOException:
+            if self.client is None or not self.client.connected:
+                self._close()
+                return "bus_down"
+            if self._rx:
+                st.crc += 1
+                return "crc"
+            st.timeouts += 1
+            return "timeout"
+        except (ModbusException, OSError) as exc:
+            log.warning("bus %s: unit %d: %s", self.cfg.name, unit, exc)
+            self._close()
+            return "bus_down"
+        st.response_s.append(time.monotonic() - t0)
+        if rr.isError():
+            st.exceptions += 1
+            return f"exception_{getattr(rr, 'exception_code', 0)}"
+        regs = list(getattr(rr, "registers", []) or [])
+        if len(regs) != read.count:
+            st.crc += 1
+            return "short_response"
+        st.ok += 1
+        return regs
+
+    async def _poll(self, d: DeviceRuntime) -> None:
+        results: list[tuple[Read, list[int] | str]] = []
+        reads = d.reads
+        i = 0
+        reason: str | None = None
+        while i < len(reads):
+            read = reads[i]
+            attempts = 1 if d.fails else 1 + self.cfg.retries
+            for _ in range(attempts):
+                outcome = await self._request(d.cfg.unit, read)
+                if not isinstance(outcome, str) or outcome.startswith("exception") \
+                        or outcome == "bus_down":
+                    break
+            if outcome in ("exception_2", "exception_3") and len(read.fields) > 1:
+                # The device refuses the coalesced span (a hole it does not
+                # map): remember the finer plan for every later cycle.
+                parts = split(read)
+                log.info("device %s: exception %s on %d registers at %d, splitting into %s",
+                         d.name, outcome[-1], read.count, read.address,
+                         [(p.address, p.count) for p in parts])
+                reads[i:i + 1] = parts
+                continue
+            results.append((read, outcome))
+            if isinstance(outcome, str):
+                d.counters[outcome] += 1
+                reason = reason or outcome
+                if outcome in ("timeout", "bus_down"):
+                    # Not answering: spend no more timeouts on it this cycle.
+                    for rest in reads[i + 1:]:
+                        results.append((rest, outcome))
+                    break
+            i += 1
+        await self._finish(d, results, reason)
+
+    async def _finish(self, d: DeviceRuntime, results, reason: str | None) -> None:
+        now = time.monotonic()
+        ts = clock.utc_now_iso()
+        if results:
+            reading = decode_reads(d.name, results, mono=now, ts=ts)
+        else:
+            reading = failed(d.name, reason or "bus_down", mono=now, ts=ts)
+        d.counters["polls"] += 1
+        for q in reading.quality.values():
+            if q in ("decode_error", "out_of_range"):
+                d.counters[q] += 1
+        if reading.values:
+            d.fails = 0
+            d.last_good_mono, d.last_good_ts = now, ts
+            d.last_values.update(reading.values)
+            d.counters["ok"] += 1 if reading.ok else 0
+        else:
+            d.fails += 1
+        if reading.error:
+            d.last_error, d.last_error_ts = reading.error, ts
+            level = logging.INFO if d.fails <= 1 else logging.DEBUG
+            log.log(level, "device %s (bus %s unit %d): %s", d.name, self.cfg.name,
+                    d.cfg.unit, reading.error)
+        was = d.available
+        d.available = d.fails < UNAVAILABLE_AFTER
+        if was is not None and was != d.available:
+            log.warning("device %s is now %s", d.name,
+                        "available" if d.available else "unavailable")
+        d.next_due = self._next_due(d, now)
+        try:
+            await self.sink(d, reading)
+        except Exception:  # noqa: BLE001 - a pipeline bug must not kill the bus
+            log.exception("device %s: processing a reading failed", d.name)
+
+    def _next_due(self, d: DeviceRuntime, now: float) -> float:
+        interval = d.cfg.poll_interval_s
+        if d.fails >= UNAVAILABLE_AFTER:
+            backoff = interval * (2 ** min(10, d.fails - UNAVAILABLE_AFTER + 1))
+            return now + min(max(interval, self.cfg.backoff_max_s), backoff)
+        # Fixed rate, not fixed delay; after a stall start afresh rather than
+        # firing a burst of catch-up polls.
+        nxt = d.next_due + interval
+        return nxt if nxt > now else now + interval
+
+    async def _run_diag(self) -> None:
+        fn, fut = self._diag.get_nowait()
+        if fut.done():
+            return
+        try:
+            fut.set_result(await fn(self.client))
+        except Exception as exc:  # noqa: BLE001 - handed back to the caller
+            fut.set_exception(exc)

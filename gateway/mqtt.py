@@ -1,0 +1,204 @@
+"""Thin adapter around paho-mqtt 2.x (CallbackAPIVersion.VERSION2).
+
+paho keeps unacknowledged QoS 1 messages in RAM only, so durability is the
+outbox's job; this module only moves bytes. Each connection gets a fresh paho
+client: when a connection drops, whatever paho still held is forgotten and the
+outbox hands the unacknowledged messages out again (same seq), so there is one
+retransmission path, not two. paho runs its network loop in its own thread;
+every callback is handed to the asyncio loop with call_soon_threadsafe.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections.abc import Callable
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from .config import MqttCfg
+
+log = logging.getLogger(__name__)
+
+CONNACK_TIMEOUT_S = 15.0
+BACKOFF_MIN_S = 1.0
+BACKOFF_MAX_S = 60.0
+
+
+class MqttLink:
+    def __init__(self, cfg: MqttCfg, *, will: Callable[[], tuple[str, bytes]],
+                 on_up: Callable[[], None], on_down: Callable[[], None],
+                 on_ack: Callable[[int], None],
+                 on_message: Callable[[str, bytes], None] | None = None,
+                 subscriptions: tuple[str, ...] = ()) -> None:
+        self.cfg = cfg
+        self.will = will
+        self.on_up, self.on_down, self.on_ack = on_up, on_down, on_ack
+        self.on_message = on_message
+        self.subscriptions = subscriptions
+        self.connected = False
+        self.connects = 0
+        self.last_error: str | None = None
+        self._client: paho.Client | None = None
+        self._session = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._up = asyncio.Event()
+        self._down = asyncio.Event()
+        self._stopping = False
+
+    # -- publishing (asyncio thread) ---------------------------------------
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
+        """Hand a message to paho; returns its mid, or None if not connected."""
+        client = self._client
+        if client is None or not self.connected:
+            return None
+        info = client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            return None
+        return info.mid
+
+    # -- connection management ---------------------------------------------
+
+    def _make_client(self) -> paho.Client:
+        c = self.cfg
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=c.client_id,
+                             clean_session=True, protocol=paho.MQTTv311)
+        # Our own window bounds what is in flight; let paho send all of it.
+        client.max_inflight_messages_set(0)
+        client.max_queued_messages_set(0)
+        if c.username is not None:
+            client.username_pw_set(c.username, c.password)
+        if c.tls is not None:
+            client.tls_set(ca_certs=str(c.tls.ca_file),
+                           certfile=str(c.tls.cert_file) if c.tls.cert_file else None,
+                           keyfile=str(c.tls.key_file) if c.tls.key_file else None,
+                           cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_insecure_set(c.tls.insecure)
+        topic, payload = self.will()
+        client.will_set(topic, payload, qos=1, retain=True)
+        session = self._session
+        client.on_connect = lambda cl, ud, flags, rc, props: self._threadsafe(
+            self._connected, session, rc)
+        client.on_disconnect = lambda cl, ud, flags, rc, props: self._threadsafe(
+            self._disconnected, session, rc)
+        client.on_publish = lambda cl, ud, mid, rc, props: self._threadsafe(
+            self._acked, session, mid)
+        if self.on_message is not None:
+            client.on_message = lambda cl, ud, msg: self._threadsafe(
+                self._message, session, msg.topic, msg.payload)
+        return client
+
+    def _threadsafe(self, fn, *args) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:
+                pass  # loop closing during shutdown
+
+    def _connected(self, session: int, rc) -> None:
+        if session != self._session:
+            return
+        if rc.is_failure:
+            self.last_error = f"broker refused the connection: {rc}"
+            log.warning("mqtt: %s", self.last_error)
+            self._down.set()
+            return
+        self.connected = True
+        self.connects += 1
+        self.last_error = None
+        for topic in self.subscriptions:
+            self._client.subscribe(topic, qos=1)
+        log.info("mqtt: connected to %s:%d", self.cfg.host, self.cfg.port)
+        self._up.set()
+        self.on_up()
+
+    def _disconnected(self, session: int, rc) -> None:
+        if session != self._session:
+            return
+        was = self.connected
+        self.connected = False
+        if was:
+            log.warning("mqtt: connection lost (%s)", rc)
+            self.on_down()
+        self._down.set()
+
+    def _acked(self, session: int, mid: int) -> None:
+        if session == self._session:
+            self.on_ack(mid)
+
+    def _message(self, session: int, topic: str, payload: bytes) -> None:
+        if session == self._session and self.on_message is not None:
+            self.on_message(topic, payload)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        backoff = BACKOFF_MIN_S
+        while not self._stopping:
+            self._session += 1
+            self._up.clear()
+            self._down.clear()
+            client = self._make_client()
+            self._client = client
+            try:
+                await self._loop.run_in_executor(
+                    None, client.connect, self.cfg.host, self.cfg.port, self.cfg.keepalive)
+                client.loop_start()
+                await asyncio.wait_for(self._wait_either(), CONNACK_TIMEOUT_S)
+            except (OSError, ssl.SSLError, TimeoutError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("mqtt: cannot connect to %s:%d: %s", self.cfg.host, self.cfg.port,
+                            self.last_error)
+            if self.connected:
+                backoff = BACKOFF_MIN_S
+                await self._down.wait()
+            self._drop(client)
+            if self._stopping:
+                break
+            # Jitter so a thousand sites do not reconnect in lockstep after a
+            # broker restart.
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _wait_either(self) -> None:
+        up = asyncio.ensure_future(self._up.wait())
+        down = asyncio.ensure_future(self._down.wait())
+        try:
+            await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            up.cancel()
+            down.cancel()
+
+    def _drop(self, client: paho.Client) -> None:
+        was = self.connected
+        self.connected = False
+        self._session += 1  # late callbacks of this client are ignored from now on
+        try:
+            client.loop_stop()
+            client.disconnect()
+        except Exception:  # noqa: BLE001 - the socket may already be gone
+            pass
+        if was:
+            self.on_down()
+        if self._client is client:
+            self._client = None
+
+    async def stop(self, last: tuple[str, bytes] | None = None, timeout: float = 3.0) -> None:
+        """Clean shutdown: optionally publish a last retained message (the
+        offline status: a clean disconnect does not fire the Last Will)."""
+        self._stopping = True
+        client = self._client
+        if client is not None and self.connected and last is not None:
+            info = client.publish(last[0], last[1], qos=1, retain=True)
+            loop = asyncio.get_running_loop()
+            try:
+                await asyncio.wait_for(loop.run_in_executor(None, info.wait_for_publish, timeout),
+                                       timeout + 0.5)
+            except (TimeoutError, RuntimeError, ValueError):
+                pass
+        if client is not None:
+            self._drop(client)
+        self._down.set()

@@ -1,0 +1,83 @@
+"""How simulated devices evolve over time, one behaviour per model family.
+
+Behaviours are the only code per family; registers and faults stay in the
+model files. A scenario can pin any value (see scenario.py); a pinned value is
+left alone by the behaviour.
+"""
+from __future__ import annotations
+
+import math
+
+
+class Behaviour:
+    """Default: values stay as set; totals follow a flow field if present."""
+
+    def __init__(self, params: dict | None = None) -> None:
+        self.params = dict(params or {})
+        self.pinned: set[str] = set()
+        self.t = 0.0
+
+    def tick(self, dev, dt: float) -> None:
+        self.t += dt
+
+
+class Flowmeter(Behaviour):
+    """Turbine/roots meter with a volume corrector.
+
+    Flow wanders around `mean_flow_m3h`; totals only increase; below the
+    starting flow the meter shows SLEEP (status bit 0), as reference D1 says.
+    """
+
+    SLEEP_BIT = 0
+
+    def tick(self, dev, dt: float) -> None:
+        super().tick(dev, dt)
+        p = self.params
+        v = dev.values
+        if "flow_m3h" not in self.pinned:
+            mean = float(p.get("mean_flow_m3h", 40.0))
+            swing = float(p.get("swing", 0.2))
+            wobble = math.sin(self.t / 30.0) * swing * mean + dev.rng.gauss(0, 0.02 * mean)
+            v["flow_m3h"] = max(0.0, mean + wobble)
+        flow = float(v.get("flow_m3h", 0.0))
+        starting = float(p.get("starting_flow_m3h", 0.5))
+        sleeping = flow < starting
+        if "status_word" not in self.pinned:
+            dev.set_bit("status_word", self.SLEEP_BIT, sleeping)
+        counted = 0.0 if sleeping else flow
+        temp = float(v.get("temperature_C", 15.0))
+        press = float(v.get("pressure_kPa", 101.325))
+        if "temperature_C" not in self.pinned:
+            v["temperature_C"] = 15.0 + 5.0 * math.sin(self.t / 600.0)
+        if "pressure_kPa" not in self.pinned:
+            v["pressure_kPa"] = 300.0 + dev.rng.gauss(0, 0.5)
+        # Standard conditions 101.325 kPa, 20 C (as Chinese gas billing uses).
+        factor = (press / 101.325) * (293.15 / (273.15 + temp)) if temp > -273 else 1.0
+        if "flow_std_m3h" not in self.pinned:
+            v["flow_std_m3h"] = counted * factor
+        if "volume_work_m3" not in self.pinned:
+            v["volume_work_m3"] = round(float(v.get("volume_work_m3", 0.0)) + counted * dt / 3600.0, 3)
+        if "volume_std_m3" not in self.pinned:
+            v["volume_std_m3"] = round(float(v.get("volume_std_m3", 0.0)) + counted * factor * dt / 3600.0, 3)
+        if "battery_V" not in self.pinned and not v.get("battery_V"):
+            v["battery_V"] = 3.6
+
+
+class Counter(Behaviour):
+    """Any device with a flow and one or more totals: totals integrate flow."""
+
+    def tick(self, dev, dt: float) -> None:
+        super().tick(dev, dt)
+        flow = float(dev.values.get("flow_m3h", 0.0) or 0.0)
+        for name in self.params.get("totals", ()):
+            if name not in self.pinned:
+                dev.values[name] = round(float(dev.values.get(name, 0.0)) + flow * dt / 3600.0, 3)
+
+
+BEHAVIOURS = {
+    "flowmeter": Flowmeter,
+}
+
+
+def for_family(family: str, params: dict | None = None) -> Behaviour:
+    return BEHAVIOURS.get(family, Behaviour)(params)
