@@ -1,0 +1,192 @@
+"""Small, human-readable gateway state (fault snapshots, cursors, card registry).
+
+TinyDB keeps everything in one JSON file; its stock JSONStorage rewrites that
+file in place, so a power cut during a write leaves a torn file and the whole
+state is gone. AtomicJSONStorage writes a complete new file beside it and
+renames it over the old one, so at any instant the file on disk is either the
+old or the new version.
+
+Only this process may write the file: the storage keeps the last bytes it
+wrote and serves reads from them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from typing import Any
+
+import tinydb
+from tinydb import Query, TinyDB
+
+__all__ = ["AtomicJSONStorage", "StateStore", "quarantine_path"]
+
+FILE_MODE = 0o600  # will hold the access-card registry
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def utc_stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def quarantine_path(path: str, stamp: str | None = None) -> str | None:
+    """Move a damaged file aside as ``<name>.corrupt-<UTC>`` and return the new
+    path (None if it did not exist). Never deletes: the operator may want to
+    recover what is in it."""
+    if not os.path.lexists(path):
+        return None
+    stamp = stamp or utc_stamp()
+    target = f"{path}.corrupt-{stamp}"
+    n = 1
+    while os.path.lexists(target):
+        n += 1
+        target = f"{path}.corrupt-{stamp}-{n}"
+    os.replace(path, target)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    return target
+
+
+class AtomicJSONStorage(tinydb.Storage):
+    """TinyDB storage that replaces the file atomically and durably.
+
+    write(): temp file in the same folder -> flush -> fsync -> os.replace ->
+    fsync the folder (the rename itself is only durable once the directory
+    is synced). A write whose bytes equal the file's current bytes is skipped,
+    to spare the SD card.
+    """
+
+    def __init__(self, path: str, mode: int = FILE_MODE, indent: int | None = 1):
+        self.path = os.path.abspath(path)
+        self.directory = os.path.dirname(self.path)
+        self.mode = mode
+        self.indent = indent
+        self.writes = 0  # real file replacements, for tests and wear accounting
+        self._bytes: bytes | None = None
+        if os.path.exists(self.path):
+            with open(self.path, "rb") as f:
+                self._bytes = f.read()
+            if os.stat(self.path).st_mode & 0o777 != mode:
+                os.chmod(self.path, mode)
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        if not self._bytes:
+            return None
+        # Parse afresh each time: TinyDB mutates what read() returns, and a
+        # failed write must not leave that mutation in our cache.
+        return json.loads(self._bytes)
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        raw = json.dumps(data, ensure_ascii=False, indent=self.indent, sort_keys=True).encode("utf-8") + b"\n"
+        if raw == self._bytes:
+            return
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix="." + os.path.basename(self.path) + ".", suffix=".tmp")
+        try:
+            os.fchmod(fd, self.mode)
+            with os.fdopen(fd, "wb") as f:
+                f.write(raw)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        _fsync_dir(self.directory)
+        self._bytes = raw
+        self.writes += 1
+
+    def close(self) -> None:
+        pass
+
+
+def _looks_like_tinydb(data: Any) -> bool:
+    return isinstance(data, dict) and all(isinstance(t, dict) for t in data.values())
+
+
+class StateStore:
+    """Key/value tables on top of TinyDB, one document ``{"key", "value"}`` per
+    key so the file stays readable by a technician with ``cat``."""
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        self.quarantined: list[str] = []
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self._remove_stale_temps()
+        if not self._file_is_sound():
+            moved = quarantine_path(self.path)
+            if moved:
+                self.quarantined.append(moved)
+        self._db = TinyDB(self.path, storage=AtomicJSONStorage)
+        self._storage: AtomicJSONStorage = self._db.storage  # type: ignore[assignment]
+        self._q = Query()
+
+    def _remove_stale_temps(self) -> None:
+        # A temp file is left only by a crash before its rename; the real file
+        # is then still the previous complete version, so the temp is garbage.
+        prefix = "." + os.path.basename(self.path) + "."
+        directory = os.path.dirname(self.path)
+        for name in os.listdir(directory):
+            if name.startswith(prefix) and name.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(directory, name))
+                except OSError:
+                    pass
+
+    def _file_is_sound(self) -> bool:
+        try:
+            with open(self.path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return True
+        # Atomic writes never leave an empty file behind, so empty means truncated.
+        try:
+            return _looks_like_tinydb(json.loads(raw.decode("utf-8")))
+        except (UnicodeDecodeError, ValueError):
+            return False
+
+    def get(self, table: str, key: str, default: Any = None) -> Any:
+        doc = self._db.table(table).get(self._q.key == key)
+        return default if doc is None else doc["value"]
+
+    def put(self, table: str, key: str, value: Any) -> None:
+        """Store value under key; durable when this returns."""
+        # Round-trip through JSON so what we compare and keep is exactly what
+        # a reload would give (tuples become lists, etc.), and a value that
+        # cannot be stored fails here rather than half-way through a write.
+        value = json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
+        t = self._db.table(table)
+        doc = t.get(self._q.key == key)
+        if doc is not None:
+            # compare as JSON: 1 == 1.0 == True in Python but not on disk
+            if json.dumps(doc["value"], sort_keys=True) == json.dumps(value, sort_keys=True):
+                return
+            t.update({"value": value}, doc_ids=[doc.doc_id])
+        else:
+            t.insert({"key": key, "value": value})
+
+    def all(self, table: str) -> dict[str, Any]:
+        return {d["key"]: d["value"] for d in self._db.table(table).all()}
+
+    def delete(self, table: str, key: str) -> None:
+        t = self._db.table(table)
+        doc = t.get(self._q.key == key)
+        if doc is not None:
+            t.remove(doc_ids=[doc.doc_id])
+
+    @property
+    def writes(self) -> int:
+        return self._storage.writes
+
+    def close(self) -> None:
+        self._db.close()

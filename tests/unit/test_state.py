@@ -1,0 +1,169 @@
+import json
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gateway.state import AtomicJSONStorage, StateStore
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_put_get_all_delete_and_reload(tmp_path):
+    p = tmp_path / "state.json"
+    s = StateStore(str(p))
+    assert s.get("faults", "gm-01") is None
+    assert s.get("faults", "gm-01", {}) == {}
+    s.put("faults", "gm-01", {"ERR-3": {"since": "2026-11-23T15:36:11.123Z"}})
+    s.put("faults", "gm-02", {})
+    s.put("cursors", "door-1", 4711)
+    s.put("cards", "12345678", {"name": "张三", "valid": True})
+    assert s.all("faults") == {"gm-01": {"ERR-3": {"since": "2026-11-23T15:36:11.123Z"}}, "gm-02": {}}
+    s.delete("faults", "gm-02")
+    s.delete("faults", "nope")
+    s.close()
+
+    s2 = StateStore(str(p))
+    assert s2.quarantined == []
+    assert s2.all("faults") == {"gm-01": {"ERR-3": {"since": "2026-11-23T15:36:11.123Z"}}}
+    assert s2.get("cursors", "door-1") == 4711
+    assert s2.get("cards", "12345678") == {"name": "张三", "valid": True}
+    assert s2.all("empty") == {}
+    # human-readable: plain JSON a technician can read
+    text = p.read_text(encoding="utf-8")
+    assert "张三" in text and "\n" in text
+
+
+def test_file_mode_is_0600_even_if_it_was_wider(tmp_path):
+    p = tmp_path / "state.json"
+    s = StateStore(str(p))
+    s.put("t", "k", 1)
+    assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
+    s.close()
+    os.chmod(p, 0o644)
+    s = StateStore(str(p))
+    assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
+    s.put("t", "k", 2)
+    assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
+
+
+def test_write_replaces_the_file_instead_of_rewriting_it(tmp_path):
+    p = tmp_path / "state.json"
+    s = StateStore(str(p))
+    s.put("t", "a", 1)
+    ino = os.stat(p).st_ino
+    s.put("t", "a", 2)
+    assert os.stat(p).st_ino != ino
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_unchanged_values_are_not_written(tmp_path):
+    p = tmp_path / "state.json"
+    s = StateStore(str(p))
+    s.put("t", "a", {"x": [1, 2], "y": "z"})
+    s.put("t", "b", 1)
+    n = s.writes
+    ino = os.stat(p).st_ino
+    s.put("t", "a", {"y": "z", "x": [1, 2]})
+    s.put("t", "a", {"x": (1, 2), "y": "z"})
+    s.put("t", "b", 1)
+    s.delete("t", "missing")
+    assert s.writes == n
+    assert os.stat(p).st_ino == ino
+    # 1 and True are equal in Python but not in JSON: this one is a change
+    s.put("t", "b", True)
+    assert s.writes == n + 1
+    assert StateStore(str(p)).get("t", "b") is True
+
+
+def test_values_must_be_json(tmp_path):
+    s = StateStore(str(tmp_path / "state.json"))
+    with pytest.raises(TypeError):
+        s.put("t", "k", {"x": object()})
+    with pytest.raises(ValueError):
+        s.put("t", "k", float("nan"))
+    assert s.all("t") == {}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\x00\xffgarbage\x13", b'{"faults": {"1": {"key": "gm-01", "val', b"", b"[1, 2, 3]", b'{"t": 5}'],
+    ids=["garbage", "truncated", "empty", "not-tables", "bad-table"],
+)
+def test_corrupt_file_is_quarantined_and_store_starts_fresh(tmp_path, content):
+    p = tmp_path / "state.json"
+    p.write_bytes(content)
+    s = StateStore(str(p))
+    assert len(s.quarantined) == 1
+    moved = s.quarantined[0]
+    assert os.path.basename(moved).startswith("state.json.corrupt-")
+    assert open(moved, "rb").read() == content  # moved, never deleted or altered
+    assert s.all("faults") == {}
+    s.put("faults", "gm-01", {"ok": 1})
+    assert StateStore(str(p)).get("faults", "gm-01") == {"ok": 1}
+
+
+def test_stale_temp_files_are_removed_at_open(tmp_path):
+    p = tmp_path / "state.json"
+    StateStore(str(p)).put("t", "k", 1)
+    stale = tmp_path / ".state.json.abc123.tmp"
+    stale.write_bytes(b'{"half')
+    s = StateStore(str(p))
+    assert not stale.exists()
+    assert s.get("t", "k") == 1
+
+
+def test_storage_used_directly_by_tinydb(tmp_path):
+    from tinydb import TinyDB
+
+    p = tmp_path / "raw.json"
+    db = TinyDB(str(p), storage=AtomicJSONStorage)
+    db.table("x").insert({"a": 1})
+    db.close()
+    assert json.loads(p.read_text())["x"] == {"1": {"a": 1}}
+    assert TinyDB(str(p), storage=AtomicJSONStorage).table("x").all() == [{"a": 1}]
+
+
+WRITER = r"""
+import sys
+from gateway.state import StateStore
+s = StateStore(sys.argv[1])
+i = s.get("t", "n", 0)
+while True:
+    i += 1
+    # a value big enough that a torn in-place write would be likely
+    s.put("t", "n", i)
+    s.put("t", "blob", {"i": i, "pad": "x" * 20000})
+    print(i, flush=True)
+"""
+
+
+def test_sigkill_during_writes_never_leaves_a_torn_file(tmp_path):
+    p = tmp_path / "state.json"
+    rng = random.Random(7)
+    last = 0
+    for _ in range(15):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(p)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        first = proc.stdout.readline()  # it is writing
+        assert first
+        time.sleep(rng.uniform(0.0, 0.05))
+        proc.send_signal(signal.SIGKILL)
+        out = first + proc.stdout.read()
+        proc.wait()
+        done = [int(x) for x in out.split()]
+        s = StateStore(str(p))
+        assert s.quarantined == []
+        n = s.get("t", "n")
+        # every put that returned is on disk; at most the one in progress is missing
+        assert n >= done[-1]
+        assert n >= last
+        last = n
+        blob = s.get("t", "blob")
+        assert blob["i"] in (n, n - 1) and len(blob["pad"]) == 20000
