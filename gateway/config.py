@@ -138,7 +138,7 @@ MIB = 1 << 20
 MODBUS_TCP_PORT = 502
 SERIAL_ONLY = ("baudrate", "parity", "stopbits", "bytesize")
 
-DEFAULTS = {
+DEFAULTS: dict[str, dict[str, Any]] = {
     "gateway": {"site": "", "state_dir": "/var/lib/edgegw", "language": "en", "log_level": "info"},
     "mqtt": {"host": "127.0.0.1", "topic_prefix": "edgegw", "keepalive": 30, "qos": 1},
     "tls": {"insecure": False},
@@ -774,3 +774,23 @@ def _check(path, known_models) -> tuple[Config | None, list[str]]:
     checker = _Checker(path, known_models)
     config = checker.document(doc)
     return config, checker.problems
+
+
+def _main(argv: list[str] | None = None) -> int:
+    # Lets an installer check a file before the CLI or the daemon exist on
+    # the box: python3 -m gateway.config /etc/edgegw/edgegw.toml
+    import sys
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python3 -m gateway.config CONFIG.toml", file=sys.stderr)
+        return 2
+    problems = check_config(args[0])
+    for p in problems:
+        print(p)
+    if not problems:
+        print(f"{args[0]}: OK")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
