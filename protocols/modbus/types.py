@@ -56,6 +56,9 @@ _ENDIAN = {"ABCD": (">", ">"), "CDAB": ("<", "<"), "BADC": ("<", ">"), "DCBA": (
 
 _INT_CODES = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "int64": "q", "uint64": "Q"}
 _FLOAT_CODES = {"float32": "f", "float64": "d"}
+# Strings keep their word order whatever the order says: only the byte order
+# inside each word applies.
+_STRING_ENDIAN = {"ABCD": ">", "CDAB": ">", "BADC": "<", "DCBA": "<"}
 _INTFRAC_INT = ("uint16", "uint32", "int32")
 _INTFRAC_FRAC = ("uint16", "uint32")
 
@@ -230,9 +233,8 @@ def _decode_other(field: Field, regs: Sequence[int]) -> int | float | str | bool
     n = register_count(field)  # validates the field for the remaining types
     reg_e, val_e = _endian(field)
     if t == "string":
-        # Strings keep their word order: only the byte order inside a word applies.
         try:
-            data = _struct(f"{reg_e}{n}H").pack(*regs)
+            data = _struct(f"{_STRING_ENDIAN[field.order]}{n}H").pack(*regs)
         except (struct.error, TypeError):
             raise _bad_regs(field, regs, n) from None
         try:
@@ -347,7 +349,8 @@ def encode(field: Field, value: object) -> list[int]:
             raise ValueError(f"{field.name}: trailing spaces would not survive decoding: {value!r}")
         if len(value) > 2 * n:
             raise ValueError(f"{field.name}: {value!r} longer than {2 * n} characters")
-        return list(regs_struct.unpack(value.encode("ascii").ljust(2 * n, b"\x00")))
+        data = value.encode("ascii").ljust(2 * n, b"\x00")
+        return list(_struct(f"{_STRING_ENDIAN[field.order]}{n}H").unpack(data))
     if t == "bcd":
         x = _to_raw_int(field, value, 0, 10 ** (4 * n) - 1)
         data = bytes.fromhex(f"{x:0{4 * n}d}")
