@@ -59,6 +59,7 @@ _FLOAT_CODES = {"float32": "f", "float64": "d"}
 # Strings keep their word order whatever the order says: only the byte order
 # inside each word applies.
 _STRING_ENDIAN = {"ABCD": ">", "CDAB": ">", "BADC": "<", "DCBA": "<"}
+_WIDTH: dict[str, int] = {t: n for t, n in TYPES.items() if n is not None}
 _INTFRAC_INT = ("uint16", "uint32", "int32")
 _INTFRAC_FRAC = ("uint16", "uint32")
 
@@ -79,7 +80,7 @@ class _Codec:
 
     def __init__(self, type_: str, order: str) -> None:
         code = _INT_CODES.get(type_) or _FLOAT_CODES[type_]
-        n = TYPES[type_]
+        n = _WIDTH[type_]
         reg_e, val_e = _ENDIAN[order]
         self.n = n
         self.is_float = type_ in _FLOAT_CODES
@@ -162,7 +163,7 @@ def _field_error(field: Field, why: str) -> ValueError:
 
 def register_count(field: Field) -> int:
     t = field.type
-    n = TYPES.get(t, 0)
+    n = _WIDTH.get(t, 0)
     if n:
         return n
     if t == "bcd":
@@ -176,7 +177,7 @@ def register_count(field: Field) -> int:
             raise _field_error(field, f"int_type must be one of {_INTFRAC_INT}, got {field.int_type!r}")
         if field.frac_type not in _INTFRAC_FRAC:
             raise _field_error(field, f"frac_type must be one of {_INTFRAC_FRAC}, got {field.frac_type!r}")
-        return TYPES[field.int_type] + TYPES[field.frac_type]
+        return _WIDTH[field.int_type] + _WIDTH[field.frac_type]
     else:
         raise _field_error(field, f"unknown type {t!r}")
     if type(c) is not int or c < 1:
@@ -221,7 +222,7 @@ def _decode_other(field: Field, regs: Sequence[int]) -> int | float | str | bool
     if t == "bit":
         codec = _BIT_CODECS.get(field.order)
         if codec is None:
-            _endian(field)
+            raise _field_error(field, f"unknown order {field.order!r}")
         b = field.bit
         if type(b) is not int or not 0 <= b <= 15:
             raise _field_error(field, f"type bit needs bit 0..15, got {b!r}")
@@ -256,7 +257,7 @@ def _decode_other(field: Field, regs: Sequence[int]) -> int | float | str | bool
             raise DecodeError(f"{field.name}: not BCD: 0x{digits}")
         v: int | float = int(digits)
     else:  # intfrac
-        ni = TYPES[field.int_type]
+        ni = _WIDTH[field.int_type]
         ic = _CODECS[(field.int_type, field.order)]
         fc = _CODECS[(field.frac_type, field.order)]
         try:
@@ -333,7 +334,7 @@ def encode(field: Field, value: object) -> list[int]:
             raise _field_error(field, f"type bit needs bit 0..15, got {b!r}")
         codec = _BIT_CODECS.get(field.order)
         if codec is None:
-            _endian(field)
+            raise _field_error(field, f"unknown order {field.order!r}")
         if not isinstance(value, (bool, int)) or value not in (0, 1):
             raise ValueError(f"{field.name}: bit needs a bool, got {value!r}")
         return list(codec.unpack_regs(codec.pack_value(int(value) << b)))
@@ -401,7 +402,7 @@ def decode_all(regs: Sequence[int]) -> list[dict]:
 
     for types_, orders in _ALL_FIXED:
         for t in types_:
-            n = TYPES[t]
+            n = _WIDTH[t]
             if len(regs) < n:
                 continue
             for o in orders:
