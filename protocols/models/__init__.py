@@ -67,7 +67,8 @@ _FAMILY = re.compile(r"[a-z][a-z0-9_]*\Z")
 # quantity[_unit]: lower case, with at most one final unit part that may carry
 # capitals because SI units do (_V, _C, _kPa, _LEL).
 _NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*(?:_[a-z]*[A-Z][A-Za-z0-9]*)?\Z")
-_REF = re.compile(r"[A-Z][0-9]{0,2}\Z")
+# sections A..J of the service manual; a bare letter is a whole section (C: cards)
+_REF = re.compile(r"[A-J][0-9]{0,2}\Z")
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,11 @@ class _Checker:
     def __init__(self, path: Path):
         self.path = path
         self.problems: list[str] = []
+        # every register name the file declares, and the registers that
+        # checked out: a trigger naming a register with problems of its own
+        # is not reported again as naming no register
+        self.names: set[str] = set()
+        self.fields: dict[str, Field] = {}
 
     def add(self, key: str, what: str) -> None:
         self.problems.append(f"{self.path.name}: {key}: {what}")
@@ -196,10 +202,16 @@ class _Checker:
     def check(self, data: dict) -> Model | None:
         self.unknown("", data, ("model", "register", "fault"))
         head = self.model_table(data.get("model"))
+        at = len(self.problems)
         fields = self.registers(data.get("register"), head)
-        faults = self.faults(data.get("fault"), fields)
         if head is not None:
-            self.identify(head, fields)
+            # identify names a register, so it is checked after them, but
+            # its problems are listed with the [model] table's, in file order
+            after = self.problems[at:]
+            del self.problems[at:]
+            self.identify(head)
+            self.problems += after
+        faults = self.faults(data.get("fault"))
         if self.problems or head is None or fields is None or faults is None:
             return None
         return Model(id=head["id"], name_en=head["name_en"], name_zh=head["name_zh"],
@@ -238,7 +250,7 @@ class _Checker:
             out["identify"] = t["identify"]
         return out
 
-    def identify(self, head: dict, fields: dict[str, Field] | None) -> None:
+    def identify(self, head: dict) -> None:
         if "identify" not in head:
             return
         ident = head["identify"]
@@ -251,7 +263,7 @@ class _Checker:
         name = ident.get("field")
         if name is None:
             self.add(f"{key}.field", "missing")
-        elif fields is not None and name not in fields:
+        elif name not in self.names:
             self.add(f"{key}.field", f"{_q(name)} is not a register of this model")
         if "equals" not in ident:
             self.add(f"{key}.equals", "missing")
@@ -268,18 +280,22 @@ class _Checker:
             self.add("register", "must be an array of tables ([[register]])")
             return None
         limit = head["max_registers_per_read"] if head else 125
-        fields: dict[str, Field] = {}
+        fields = self.fields
         keys: dict[str, str] = {}
         spans: list[tuple[str, Field, int]] = []
         ok = True
         for i, r in enumerate(regs):
             key = f"register[{i}]"
             f = self.register(key, r)
+            name = r.get("name")
+            if isinstance(name, str) and name:
+                if name in keys:
+                    self.add(f"{key}.name", f"{_q(name)} is already {keys[name]}")
+                    ok = False
+                    continue
+                keys[name] = key
+                self.names.add(name)
             if f is None:
-                ok = False
-                continue
-            if f.name in fields:
-                self.add(f"{key}.name", f"{_q(f.name)} is already {keys[f.name]}")
                 ok = False
                 continue
             n = register_count(f)
@@ -288,7 +304,6 @@ class _Checker:
             if n > limit:
                 self.add(key, f"spans {n} registers, more than max_registers_per_read ({limit})")
             fields[f.name] = f
-            keys[f.name] = key
             spans.append((key, f, n))
         self.overlaps(spans)
         return fields if ok else None
@@ -388,7 +403,7 @@ class _Checker:
 
     # ---- faults
 
-    def faults(self, faults: Any, fields: dict[str, Field] | None) -> list[Fault] | None:
+    def faults(self, faults: Any) -> list[Fault] | None:
         if faults is None:
             return []
         if not isinstance(faults, list) or not all(isinstance(f, dict) for f in faults):
@@ -399,7 +414,7 @@ class _Checker:
         ok = True
         for i, t in enumerate(faults):
             key = f"fault[{i}]"
-            f = self.fault(key, t, fields)
+            f = self.fault(key, t)
             code = t.get("code")
             if isinstance(code, str):
                 if code in seen:
@@ -413,7 +428,7 @@ class _Checker:
                 out.append(f)
         return out if ok else None
 
-    def fault(self, key: str, t: dict, fields: dict[str, Field] | None) -> Fault | None:
+    def fault(self, key: str, t: dict) -> Fault | None:
         before = len(self.problems)
         self.unknown(key, t, _FAULT_KEYS)
         code = self.string(key, t, "code")
@@ -424,7 +439,7 @@ class _Checker:
         if not _is_int(debounce) or debounce < 1:
             self.add(f"{key}.debounce", f"{_q(debounce)} is not a whole number >= 1")
         kind = self.choice(key, t, "kind", KINDS, "a kind", "fault")
-        trigger = self.trigger(f"{key}.trigger", t.get("trigger"), fields)
+        trigger = self.trigger(f"{key}.trigger", t.get("trigger"))
         cleared = self.choice(key, t, "cleared_by", CLEARED_BY, "a cleared_by word")
         ref = self.string(key, t, "ref")
         if ref is not None and not _REF.match(ref):
@@ -463,7 +478,7 @@ class _Checker:
             return None
         return Text(meaning=meaning, causes=lists[0], remedy=lists[1], cleared_by=cleared)
 
-    def trigger(self, key: str, t: Any, fields: dict[str, Field] | None) -> dict | None:
+    def trigger(self, key: str, t: Any) -> dict | None:
         if t is None:
             self.add(key, "missing")
             return None
@@ -472,13 +487,13 @@ class _Checker:
             return None
         before = len(self.problems)
         if "rule" in t:
-            self.rule_trigger(key, t, fields)
+            self.rule_trigger(key, t)
         elif "bit" in t and "equals" in t:
             self.add(key, "has both bit and equals: a trigger is exactly one of "
                      "{ field, bit }, { field, equals }, { rule, ... }")
         elif "bit" in t:
             self.unknown(key, t, ("field", "bit"))
-            f = self.trigger_field(key, t, "field", fields)
+            f = self.trigger_field(key, t, "field")
             b = t["bit"]
             if not _is_int(b) or not 0 <= b <= 15:
                 self.add(f"{key}.bit", f"{_q(b)} is not a bit number 0..15")
@@ -489,7 +504,7 @@ class _Checker:
                          "(type uint16, no scale or offset)")
         elif "equals" in t:
             self.unknown(key, t, ("field", "equals"))
-            f = self.trigger_field(key, t, "field", fields)
+            f = self.trigger_field(key, t, "field")
             v = t["equals"]
             if f is not None:
                 if f.type == "string":
@@ -506,25 +521,24 @@ class _Checker:
             return None
         return dict(t)
 
-    def trigger_field(self, key: str, t: dict, name: str,
-                      fields: dict[str, Field] | None, *, numeric: bool = False) -> Field | None:
+    def trigger_field(self, key: str, t: dict, name: str, *, numeric: bool = False) -> Field | None:
         if name not in t:
             self.add(f"{key}.{name}", "missing")
             return None
         v = t[name]
-        if fields is None:       # registers have problems of their own, already listed
-            return None
-        if not isinstance(v, str) or v not in fields:
+        if not isinstance(v, str) or v not in self.names:
             self.add(f"{key}.{name}", f"{_q(v)} is not a register of this model")
             return None
-        f = fields[v]
+        f = self.fields.get(v)
+        if f is None:            # a register with problems of its own, already listed
+            return None
         # rules compare numbers; a string or bit field makes them answer
         # "cannot tell" for ever, which is a silent dead fault
         if numeric and f.type in ("string", "bit"):
             self.add(f"{key}.{name}", f"{_q(v)} is a {f.type} field; this rule needs a number")
         return f
 
-    def rule_trigger(self, key: str, t: dict, fields: dict[str, Field] | None) -> None:
+    def rule_trigger(self, key: str, t: dict) -> None:
         rule = t["rule"]
         if rule not in RULE_KEYS:
             self.add(f"{key}.rule", f"{_q(rule)} is not a rule ({', '.join(RULE_KEYS)})")
@@ -537,7 +551,7 @@ class _Checker:
         for k in _FIELD_KEYS:
             if k in t and k in required:
                 numeric = not (rule == "counting_while" and k == "when_field" and "equals" in t)
-                self.trigger_field(key, t, k, fields, numeric=numeric)
+                self.trigger_field(key, t, k, numeric=numeric)
         for k in ("default", "below"):
             if k in t and not _is_num(t[k]):
                 self.add(f"{key}.{k}", f"{_q(t[k])} is not a number")
