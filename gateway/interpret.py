@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from gateway import rules as _rules
+from gateway.decode import Reading
 
 if TYPE_CHECKING:
-    from gateway.decode import Reading
     from protocols.models import Fault, Model
 
 SNAPSHOT_VERSION = 1
@@ -64,7 +64,7 @@ class FaultEvent:
         }
 
 
-Test = Callable[["Reading", "Reading | None", "float | None", float], "bool | None"]
+Test = Callable[[Reading, "Reading | None", "float | None", float], "bool | None"]
 
 
 def _int_of(value: Any) -> int | None:
@@ -212,7 +212,6 @@ class Interpreter:
                 slot.count = min(int(count), slot.debounce - 1)
         prev = {k: v for k, v in (snap.get("prev") or {}).items() if k in self._prev_fields}
         if prev:
-            from gateway.decode import Reading
             self._prev = Reading(device=self.device, ok=True, values=prev)
 
     # -- per poll ------------------------------------------------------------
@@ -274,8 +273,8 @@ class Interpreter:
             fresh = {k: reading.values[k] for k in self._prev_fields if k in reading.values}
             if fresh:
                 if self._prev is None:
-                    self._prev = type(reading)(device=self.device, ok=True, values=fresh,
-                                               mono=now, ts=reading.ts)
+                    self._prev = Reading(device=self.device, ok=True, values=fresh,
+                                         mono=now, ts=reading.ts)
                 else:
                     self._prev.values.update(fresh)
         return events

@@ -34,14 +34,17 @@ def limit(trigger: dict, params: dict, key: str = "default") -> float | None:
     """The site's value for the trigger's ``param``, else the model's default.
 
     A site param set to None (TOML has no null, but a caller may pass one)
-    counts as unset so the model's default still applies.
+    counts as unset so the model's default still applies. A site param that
+    is not a number gives None: guessing a limit for a safety rule is worse
+    than not judging (the config check is where such a value is refused).
     """
     name = trigger.get("param")
-    if name is not None:
-        value = params.get(name)
-        if value is not None:
-            return value
-    return trigger.get(key)
+    value = params.get(name) if name is not None else None
+    if value is None:
+        value = trigger.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value
 
 
 def _number(values: dict, name: str | None) -> float | None:
@@ -129,16 +132,19 @@ def decreased(trigger, params, reading, prev, last_good_mono, now_mono):
     return value < before
 
 
+def _stale_limit_s(trigger: dict, params: dict) -> float | None:
+    intervals = limit(trigger, params, "intervals")
+    poll = _number(params, "poll_interval_s")
+    return None if intervals is None or poll is None else intervals * poll
+
+
 def stale(trigger, params, reading, prev, last_good_mono, now_mono):
     # Evaluated on failed polls too: this is the one rule that speaks when
     # the device does not.
-    intervals = limit(trigger, params, "intervals")
-    if intervals is None:
-        intervals = trigger.get("default")
-    poll = params.get("poll_interval_s")
-    if last_good_mono is None or intervals is None or poll is None:
+    lim = _stale_limit_s(trigger, params)
+    if last_good_mono is None or lim is None:
         return None
-    return now_mono - last_good_mono > intervals * poll
+    return now_mono - last_good_mono > lim
 
 
 RULES: dict[str, Rule] = {
@@ -168,14 +174,11 @@ def detail(trigger: dict, params: dict, reading, prev, last_good_mono, now_mono)
             and name in prev.values:
         out["previous"] = prev.values[name]
     if trigger.get("rule") == "stale":
-        intervals = limit(trigger, params, "intervals")
-        if intervals is None:
-            intervals = trigger.get("default")
-        poll = params.get("poll_interval_s")
+        lim = _stale_limit_s(trigger, params)
         if last_good_mono is not None:
             out["silent_s"] = round(now_mono - last_good_mono, 3)
-        if intervals is not None and poll is not None:
-            out["limit_s"] = intervals * poll
+        if lim is not None:
+            out["limit_s"] = lim
     else:
         lim = limit(trigger, params)
         if lim is not None:

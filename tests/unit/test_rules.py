@@ -35,6 +35,11 @@ class TestLimit:
     def test_site_param_zero_is_a_value_not_unset(self):
         assert rules.limit({"param": "p", "default": 5}, {"p": 0}) == 0
 
+    def test_site_param_not_a_number_is_no_limit(self):
+        assert rules.limit({"param": "p", "default": 5}, {"p": "25"}) is None
+        assert call("above_max", {"field": "x", "param": "p", "default": 5}, {"p": "25"},
+                    r(x=30)) is None
+
 
 class TestAboveMax:
     t = {"field": "flow_m3h", "param": "max_flow_m3h", "default": 40.0}
