@@ -140,11 +140,15 @@ def _stale_limit_s(trigger: dict, params: dict) -> float | None:
 
 def stale(trigger, params, reading, prev, last_good_mono, now_mono):
     # Evaluated on failed polls too: this is the one rule that speaks when
-    # the device does not.
+    # the device does not. Only an answer says "not stale": a failed poll
+    # inside the limit is "cannot tell", so a NO-RESPONSE that stood before
+    # a gateway restart is not cleared by the first failed poll after it.
+    if reading.values:
+        return False
     lim = _stale_limit_s(trigger, params)
     if last_good_mono is None or lim is None:
         return None
-    return now_mono - last_good_mono > lim
+    return True if now_mono - last_good_mono > lim else None
 
 
 RULES: dict[str, Rule] = {

@@ -284,6 +284,19 @@ class TestRestart:
         assert g.ok(status_word=0) == [("ERR-1", "cleared")]
         assert g.last[0].since == "2026-01-01T00:00:00Z"
 
+    def test_silent_device_stays_no_response_across_restart(self):
+        f = Feed(make())
+        f.ok(status_word=0)
+        for _ in range(5):
+            f.fail()
+        assert "NO-RESPONSE" in f.interp.active()
+        g = Feed(self.roundtrip(f.interp))
+        out = []
+        for _ in range(6):
+            out += g.fail()
+        assert out == []
+        assert g.ok(status_word=0) == [("NO-RESPONSE", "cleared")]
+
     def test_debounce_counter_survives(self):
         f = Feed(make())
         f.ok(status_word=2)

@@ -162,8 +162,11 @@ class TestStale:
     def test_silent_longer_than_intervals(self):
         assert call("stale", self.t, {"poll_interval_s": 10}, last_good=0.0, now=30.1) is True
 
-    def test_silent_exactly_intervals_is_not_stale(self):
-        assert call("stale", self.t, {"poll_interval_s": 10}, last_good=0.0, now=30.0) is False
+    def test_silent_exactly_intervals_cannot_tell_yet(self):
+        assert call("stale", self.t, {"poll_interval_s": 10}, last_good=0.0, now=30.0) is None
+
+    def test_only_an_answer_says_not_stale(self):
+        assert call("stale", self.t, {"poll_interval_s": 10}, r(x=1), last_good=30.0, now=30.0) is False
 
     def test_no_poll_interval_cannot_tell(self):
         assert call("stale", self.t, {}, last_good=0.0, now=1e6) is None
@@ -171,7 +174,7 @@ class TestStale:
     def test_site_param_overrides_intervals(self):
         t = {"intervals": 3, "param": "stale_intervals"}
         assert call("stale", t, {"poll_interval_s": 10, "stale_intervals": 10},
-                    last_good=0.0, now=31.0) is False
+                    last_good=0.0, now=31.0) is None
 
     def test_works_on_a_failed_reading(self):
         failed = Reading(device="d", ok=False, values={}, error="timeout", mono=100.0)
