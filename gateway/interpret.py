@@ -192,13 +192,19 @@ class Interpreter:
         }
 
     def _restore(self, snap: dict) -> None:
+        try:
+            active, counters, prev = _read_snapshot(snap)
+        except (AttributeError, TypeError, ValueError):
+            # Unreadable state must not stop the daemon; starting fresh
+            # costs at most one repeated "raised" per standing fault.
+            return
         same_model = snap.get("model") == self.model.id
-        for code, info in (snap.get("active") or {}).items():
+        for code, info in active.items():
             slot = self._by_code.get(code) if same_model else None
             if slot is None:
                 # A code that left the catalogue, or any code of another model
                 # (ERR-1 on one model is not ERR-1 on the next): close it.
-                self._retired[code] = dict(info)
+                self._retired[code] = info
                 continue
             slot.active = True
             slot.since = info.get("since")
@@ -206,11 +212,11 @@ class Interpreter:
             slot.flapping = bool(info.get("flapping", False))
         if not same_model:
             return
-        for code, count in (snap.get("counters") or {}).items():
+        for code, count in counters.items():
             slot = self._by_code.get(code)
             if slot is not None:
-                slot.count = min(int(count), slot.debounce - 1)
-        prev = {k: v for k, v in (snap.get("prev") or {}).items() if k in self._prev_fields}
+                slot.count = max(0, min(count, slot.debounce - 1))
+        prev = {k: v for k, v in prev.items() if k in self._prev_fields}
         if prev:
             self._prev = Reading(device=self.device, ok=True, values=prev)
 
@@ -308,6 +314,13 @@ class Interpreter:
     def _event(self, fault: Fault, state: str, ts: str, detail: dict, since: str | None) -> FaultEvent:
         return FaultEvent(device=self.device, model=self.model.id, code=fault.code, state=state,
                           fault=fault, ts=ts, detail=detail, since=since)
+
+
+def _read_snapshot(snap: dict) -> tuple[dict[str, dict], dict[str, int], dict]:
+    active = {str(code): dict(info) for code, info in (snap.get("active") or {}).items()}
+    counters = {str(code): int(n) for code, n in (snap.get("counters") or {}).items()}
+    prev = dict(snap.get("prev") or {})
+    return active, counters, prev
 
 
 def _retired_fault(code: str, info: dict) -> Fault:

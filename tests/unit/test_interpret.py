@@ -341,6 +341,12 @@ class TestRestart:
         g = Feed(self.roundtrip(f.interp, other))
         assert g.ok(status_word=1) == [("ERR-1", "cleared"), ("ERR-1", "raised")]
 
+    @pytest.mark.parametrize("junk", [{"active": 5}, {"active": {"ERR-1": 3}},
+                                      {"counters": {"SLOW": "x"}}, {"prev": [1, 2]}, {"model": []}])
+    def test_unreadable_snapshot_starts_fresh(self, junk):
+        f = Feed(make(restored={"model": "m", **junk}))
+        assert f.ok(status_word=1) == [("ERR-1", "raised")]
+
     def test_snapshot_is_json(self):
         f = Feed(make())
         f.ok(status_word=3, volume_m3=1.0, valve_state=0)
