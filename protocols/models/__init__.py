@@ -446,7 +446,9 @@ class _Checker:
             self.add(f"{key}.ref", f"{_q(ref)} is not a service-manual row (e.g. A8, D1, C)")
         en = self.text(f"{key}.en", t.get("en"))
         zh = self.text(f"{key}.zh", t.get("zh"))
-        if len(self.problems) != before:
+        if (len(self.problems) != before or code is None or severity is None or valve is None
+                or visit is None or kind is None or trigger is None or cleared is None
+                or ref is None or en is None or zh is None):
             return None
         return Fault(code=code, severity=severity, valve_closed=valve, site_visit=visit,
                      debounce=debounce, kind=kind, trigger=trigger, cleared_by=cleared,
@@ -616,7 +618,7 @@ def _check_dir(directory: Path) -> tuple[dict[str, Model], list[str]]:
 # directory -> (signature of its files, models). The signature (names, sizes,
 # mtimes) makes a site's edited file count without a restart while a repeat
 # call from the daemon or the CLI costs one stat per file.
-_cache: dict[Path, tuple[tuple, dict[str, Model]]] = {}
+_cache: dict[Path, tuple[tuple | None, dict[str, Model]]] = {}
 
 
 def _signature(directory: Path) -> tuple:
