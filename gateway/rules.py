@@ -14,9 +14,9 @@ did not answer, or the site set no limit and the model gave no default); the
 interpreter then leaves the fault as it is, so a timeout never clears a
 fault nor raises one by accident.
 
-``prev`` is the previous good value of every field (the interpreter keeps
-the last good value per field, so one failed read does not make a
-comparison impossible). ``last_good_mono`` is the monotonic time of the last
+``prev`` holds the last good value of each field a comparing rule uses
+(kept per field, so one failed read does not make a comparison impossible,
+and kept across restarts). ``last_good_mono`` is the monotonic time of the last
 poll the device answered.
 """
 from __future__ import annotations
@@ -35,8 +35,8 @@ def limit(trigger: dict, params: dict, key: str = "default") -> float | None:
 
     A site param set to None (TOML has no null, but a caller may pass one)
     counts as unset so the model's default still applies. A site param that
-    is not a number gives None: guessing a limit for a safety rule is worse
-    than not judging (the config check is where such a value is refused).
+    is not a number (a quoted "25") gives None: guessing a limit for a
+    safety rule is worse than not judging.
     """
     name = trigger.get("param")
     value = params.get(name) if name is not None else None
