@@ -400,6 +400,17 @@ class SmallFS:
     def grow(self):
         subprocess.run(["mount", "-o", "remount,size=16m", self.dir], check=True)
 
+    def squeeze(self):
+        """Take whatever space is left, so that no write of any size fits."""
+        fd = os.open(os.path.join(self.dir, "ballast"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            while True:
+                os.write(fd, b"\0" * 1024)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
     def close(self):
         if self.ok:
             subprocess.run(["umount", "-l", self.dir], capture_output=True)
@@ -407,20 +418,27 @@ class SmallFS:
 
 @pytest.fixture(params=["tmpfs", "max_page_count"])
 def full_store(request, tmp_path):
-    """(outbox, make_space) on a store that fills up for real."""
+    """(outbox, squeeze, make_space) on a store that fills up for real;
+    squeeze() takes the last free bytes so the outcome does not depend on
+    how much happened to be left."""
     if request.param == "tmpfs":
         fs = SmallFS(tmp_path / "fs")
         if not fs.ok:
             pytest.skip("cannot mount a tmpfs here (needs root); max_page_count variant covers it")
         ob = Outbox.open(os.path.join(fs.dir, "outbox.db"))
-        yield ob, fs.grow
+        yield ob, fs.squeeze, fs.grow
         ob.close()
         fs.close()
     else:
         ob = Outbox.open(str(tmp_path / "outbox.db"))
         pages = ob._db.execute("PRAGMA page_count").fetchone()[0]
-        ob._db.execute(f"PRAGMA max_page_count={pages + 8}")  # SQLITE_FULL for real, a few pages on
-        yield ob, lambda: ob._db.execute("PRAGMA max_page_count=1073741823")
+        ob._db.execute(f"PRAGMA max_page_count={pages + 40}")  # SQLITE_FULL for real, a few pages on
+
+        def squeeze():
+            n = ob._db.execute("PRAGMA page_count").fetchone()[0]
+            ob._db.execute(f"PRAGMA max_page_count={n}")
+
+        yield ob, squeeze, lambda: ob._db.execute("PRAGMA max_page_count=1073741823")
         ob.close()
 
 
@@ -438,8 +456,9 @@ def fill(ob, limit=5000):
 
 
 def test_disk_full_keeps_events_in_memory_and_recovers(full_store):
-    ob, make_space = full_store
+    ob, squeeze, make_space = full_store
     n = fill(ob)
+    squeeze()
     s = ob.stats()
     assert s["health"] == "disk_full", s
     assert "full" in s["health_detail"] or "I/O" in s["health_detail"]
@@ -499,8 +518,9 @@ def test_disk_full_keeps_events_in_memory_and_recovers(full_store):
 
 
 def test_disk_full_put_retries_on_its_own(full_store):
-    ob, make_space = full_store
+    ob, squeeze, make_space = full_store
     n = fill(ob)
+    squeeze()
     assert ob.stats()["health"] == "disk_full"
     make_space()
     ob.put([ev("x")], kv={"k": 1})
