@@ -279,7 +279,7 @@ class Outbox:
         self._reserved = self._seq  # memory-held events may use seqs below this
         if self._seq != self._c.seq_next:
             try:
-                self._tx(self._persist_seq)
+                self._tx(self._persist_seq, seq=True)
             except sqlite3.Error:
                 pass  # the floor file still holds it
         self._floor.open(self._seq)
@@ -371,7 +371,9 @@ class Outbox:
         start = max(salvaged or 0, floor, 1)
         if time.time() > 1.7e9:
             start = max(start, int(time.time() * 1000))
+        db.execute("PRAGMA synchronous=FULL")
         db.execute("UPDATE counters SET seq_next=? WHERE id=1", (start,))
+        db.execute(f"PRAGMA synchronous={self.synchronous}")
         return db
 
     def _salvage_seq(self) -> int | None:
@@ -410,26 +412,38 @@ class Outbox:
             (c.seq_next, c.last_id, c.clock, c.bytes, *c.n, *c.dropped, c.coalesced),
         )
 
-    def _tx(self, fn: Callable[[], Any]) -> Any:
+    def _tx(self, fn: Callable[[], Any], *, seq: bool = False) -> Any:
         """Run fn in one write transaction. On failure the in-memory counters
-        go back to what is committed, so they never describe a rolled-back write."""
+        go back to what is committed, so they never describe a rolled-back write.
+
+        seq=True: the transaction records seqs that are about to leave the box.
+        It is synced even under synchronous=NORMAL: a power cut that rolled it
+        back would hand the same seq to another message, and consumers drop
+        duplicates by seq. Syncing the WAL also makes every earlier commit
+        durable, so nothing is ever sent that a power cut could un-store."""
         saved = self._c.copy()
-        seq = self._seq
+        seq_before = self._seq
         db = self._db
+        force = seq and self.synchronous != "FULL"
         try:
+            if force:
+                db.execute("PRAGMA synchronous=FULL")
             db.execute("BEGIN IMMEDIATE")
             result = fn()
             self._save_counters()
             db.execute("COMMIT")
         except BaseException:
             self._c = saved
-            self._seq = seq
+            self._seq = seq_before
             if db.in_transaction:
                 try:
                     db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
             raise
+        finally:
+            if force:
+                db.execute(f"PRAGMA synchronous={self.synchronous}")
         return result
 
     def _degrade(self, exc: sqlite3.Error) -> None:
@@ -633,7 +647,7 @@ class Outbox:
             self._flush_acks()
         try:
             if self._mem or self._mem_kv:
-                ids = self._tx(self._write_back)
+                ids = self._tx(self._write_back, seq=True)
                 for mid, rid in zip(list(self._mem), ids):
                     if mid in self._inflight:  # its PUBACK will name the old id
                         self._inflight.discard(mid)
@@ -690,7 +704,7 @@ class Outbox:
                 self._c.seq_next = self._seq
 
             try:
-                self._tx(assign)
+                self._tx(assign, seq=True)
             except sqlite3.Error as exc:
                 self._degrade(exc)
                 # a seq not on disk could be reused after a crash: send only

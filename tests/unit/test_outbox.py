@@ -310,6 +310,26 @@ def test_file_modes_and_sync_modes(path):
         Outbox.open(path + "x", synchronous="OFF")
 
 
+def test_normal_mode_still_syncs_seq_before_sending(path):
+    # Under NORMAL a power cut may roll back recent commits; the commit that
+    # records seqs must not be one of them, or a seq would be handed out twice.
+    ob = Outbox.open(path, synchronous="NORMAL")
+    trace = []
+    ob._db.set_trace_callback(trace.append)
+    ob.put([tel(0), tel(1)])
+    put_part = list(trace)
+    trace.clear()
+    ob.next_batch(10)
+    ob._db.set_trace_callback(None)
+    assert not any("synchronous" in t for t in put_part)
+    sync_at = [i for i, t in enumerate(trace) if t.upper().startswith("PRAGMA SYNCHRONOUS")]
+    assert [trace[i].upper() for i in sync_at] == ["PRAGMA SYNCHRONOUS=FULL", "PRAGMA SYNCHRONOUS=NORMAL"]
+    seq_update = next(i for i, t in enumerate(trace) if t.startswith("UPDATE msg SET seq"))
+    commit = next(i for i, t in enumerate(trace) if i > seq_update and t == "COMMIT")
+    assert sync_at[0] < seq_update < commit < sync_at[1]
+    assert ob._db.execute("PRAGMA synchronous").fetchone()[0] == 1
+
+
 def test_acks_are_batched_but_bounded(path):
     ob = Outbox.open(path)
     ob.put([tel(i) for i in range(60)])
