@@ -30,7 +30,7 @@ __all__ = ["Priority", "Message", "Pending", "Outbox"]
 
 SCHEMA_VERSION = 1
 PAGE_SIZE = 1024  # fewer bytes per commit: measured 2.3x less written per message than 4096 (bench/outbox.py)
-DEFAULT_MAX_BYTES = 128 * 1024 * 1024
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # as docs/configuration.md [outbox] max_bytes
 DEFAULT_MAX_AGE_S = 30 * 24 * 3600.0
 ACK_FLUSH_COUNT = 50
 ACK_FLUSH_S = 0.2
@@ -249,6 +249,7 @@ class Outbox:
         self.inflight_max = inflight
         self.memory_events = memory_events
         self.quarantined: list[str] = []
+        self.quarantine_reason = ""
 
         self._inflight: set[int] = set()
         self._alias: dict[int, int] = {}  # memory id -> row id once written back
