@@ -106,8 +106,12 @@ class _Reeds:
         self._core.on_pulse(1)
 
 
-def main() -> None:
-    micropython.alloc_emergency_exception_buf(100)
+def main(passes: int = -1) -> None:
+    """Run the unit; forever, or for `passes` loop passes (the interpreter test)."""
+    if hasattr(micropython, "alloc_emergency_exception_buf"):
+        # A traceback from a hard IRQ needs memory set aside before it happens.
+        # (Ports without hard IRQs, like the WebAssembly test build, lack it.)
+        micropython.alloc_emergency_exception_buf(100)
     hal = MachineHal()
     store = FlashStore(FileMedium(STATE_FILE, 8 * 64), slots=8, slot_size=64)
     core = MeterCore(hal, store)
@@ -129,7 +133,9 @@ def main() -> None:
 
     wdt = machine.WDT(timeout=_WDT_MS)
     errors = 0
-    while True:
+    while passes != 0:
+        if passes > 0:
+            passes -= 1
         try:
             core.on_magnet(magnet.value() == 0)
             core.tick(hal.ticks_ms())

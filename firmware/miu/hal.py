@@ -47,19 +47,21 @@ if TYPE_CHECKING:
         def write(self, offset: int, data: bytes | bytearray) -> None:
             ...
 
+    # Double-underscore parameters are positional-only to mypy (machine.UART
+    # declares them so); the `/` syntax would not parse on MicroPython.
     class Uart(Protocol):
         def any(self) -> int:
             ...
 
-        def readinto(self, buf: bytearray | memoryview, nbytes: int, /) -> int | None:
+        def readinto(self, __buf: bytearray | memoryview, __nbytes: int) -> int | None:
             ...
 
-        def write(self, buf: bytes | bytearray | memoryview, /) -> int | None:
+        def write(self, __buf: bytes | bytearray | memoryview) -> int | None:
             ...
 
         def txdone(self) -> bool:
             ...
 
     class OutPin(Protocol):
-        def value(self, v: int, /) -> None:
+        def value(self, __v: int) -> None:
             ...

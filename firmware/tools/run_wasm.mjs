@@ -2,6 +2,7 @@
 // with the firmware package installed as /lib/miu, as on the board.
 //
 //   node firmware/tools/run_wasm.mjs <script.py> [--lib <dir with miu/>] [--heap <bytes>]
+//                                    [--put <host file>=<path in the interpreter>]...
 //
 // stdout: the script's output. Exit status: 0 = ran to the end, 1 = a Python
 // exception (its traceback on stderr), 2 = the port could not be loaded
@@ -15,8 +16,10 @@ const args = process.argv.slice(2);
 let script = null;
 let lib = join(here, "..");
 let heap = 1024 * 1024;
+const puts = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === "--lib") lib = args[++i];
+  else if (args[i] === "--put") puts.push(args[++i].split("="));
   else if (args[i] === "--heap") heap = parseInt(args[++i], 10);
   else script = args[i];
 }
@@ -33,7 +36,6 @@ try {
   process.exit(2);
 }
 
-const out = [];
 const mp = await loadMicroPython({
   heapsize: heap,
   stdout: (line) => process.stdout.write(line + "\n"),
@@ -53,6 +55,7 @@ function copyTree(src, dst) {
 }
 try { mp.FS.mkdir("/lib"); } catch (e) { /* exists */ }
 copyTree(join(lib, "miu"), "/lib/miu");
+for (const [src, dst] of puts) mp.FS.writeFile(dst, readFileSync(src));
 
 try {
   mp.runPython(readFileSync(script, "utf8"));
