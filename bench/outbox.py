@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -134,7 +135,7 @@ def phase_drain(d: str, count: int, window: int) -> dict:
         c.max_inflight_messages_set(window)
         c.max_queued_messages_set(0)
         c.on_publish = lambda cl, u, mid, rc, p: acks.put(mid)
-        up = queue.SimpleQueue()
+        up: queue.SimpleQueue = queue.SimpleQueue()
         c.on_connect = lambda cl, u, f, rc, p: up.put(rc)
         c.connect("127.0.0.1", port)
         c.loop_start()
@@ -239,7 +240,7 @@ def phase_tinydb(d: str, count: int, atomic: bool) -> dict:
             "write_bytes_per_msg": round((w1 - w0) / count) if w0 >= 0 else None}
 
 
-PHASES = {"enqueue": phase_enqueue, "drain": phase_drain, "backlog": phase_backlog, "tinydb": phase_tinydb}
+PHASES: dict[str, Any] = {"enqueue": phase_enqueue, "drain": phase_drain, "backlog": phase_backlog, "tinydb": phase_tinydb}
 
 
 def run_phase(name: str, *args) -> dict:

@@ -723,7 +723,7 @@ class Outbox:
         return out
 
     def _offer_memory(self, room: int) -> list[Pending]:
-        out = []
+        out: list[Pending] = []
         for mid, r in self._mem.items():
             if len(out) >= room:
                 break
