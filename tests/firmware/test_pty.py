@@ -22,7 +22,7 @@ from pymodbus.client import AsyncModbusSerialClient
 
 from miu import regs
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 UNIT = 7

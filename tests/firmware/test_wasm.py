@@ -11,6 +11,7 @@ is a failure, with the command that fixes it.
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -56,7 +57,7 @@ def run_micropython(script: Path, *puts: str) -> list[str]:
 
 def run_cpython(script: Path) -> list[str]:
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT, env={"PYTHONPATH": str(FIRMWARE), "PATH": ""})
+                          timeout=300, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(FIRMWARE)))
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.splitlines()
 
