@@ -743,6 +743,29 @@ class Outbox:
             self._inflight.add(mid)
         return out
 
+    def reserve_seq(self) -> int | None:
+        """A seq for a message sent outside the outbox (the retained status).
+
+        Recorded like any other seq before it is returned, so it is never
+        issued again; if that message is then lost, consumers see a gap.
+        None when no seq can be made safe (read-only filesystem)."""
+        def take() -> None:
+            self._seq += 1
+            self._c.seq_next = self._seq
+
+        if not self._mem:
+            try:
+                self._tx(take, seq=True)
+                return self._seq - 1
+            except sqlite3.Error as exc:
+                self._degrade(exc)
+        if self._seq >= self._reserved:
+            if not self._floor.write(self._seq + SEQ_RESERVE):
+                return None
+            self._reserved = self._seq + SEQ_RESERVE
+        self._seq += 1
+        return self._seq - 1
+
     def ack(self, id: int) -> None:
         """PUBACK for a message from next_batch. The delete may be deferred
         (batched); a crash before it only causes a bounded duplicate."""

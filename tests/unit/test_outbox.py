@@ -139,6 +139,25 @@ def test_seq_survives_a_process_that_never_closes(path):
     assert [p.seq for p in ob.next_batch(10)] == [1, 2, 3, 4]
 
 
+def test_reserve_seq_for_messages_sent_outside(path):
+    ob = Outbox.open(path)
+    ob.put([tel(0)])
+    (a,) = ob.next_batch(1)
+    s1 = ob.reserve_seq()
+    ob.put([tel(1)])
+    (b,) = ob.next_batch(1)
+    assert a.seq < s1 < b.seq
+    ob._db.execute("PRAGMA query_only=1")
+    s2 = ob.reserve_seq()  # the floor file still makes it safe
+    assert s2 == b.seq + 1
+    ob._db.execute("PRAGMA query_only=0")
+    ob._db.close()  # a crash: no close()
+    ob = Outbox.open(path)
+    ob.put([tel(2)])
+    assert [p.seq for p in ob.next_batch(10)] == [a.seq, b.seq, ob.stats()["seq_next"] - 1]
+    assert ob.stats()["seq_next"] - 1 > s2
+
+
 def test_release_inflight_resends_oldest_first_with_same_seq(path):
     ob = Outbox.open(path)
     ob.put([tel(i) for i in range(6)])
