@@ -71,7 +71,9 @@ class LineShaper:
             return data
         dev = self.devices.get(data[0])
         if dev is None:
-            return data
+            # pymodbus answers unknown units with exception 04; a real RS-485
+            # line is simply silent for a unit nobody has.
+            return b""
         if dev.line.silent:
             self.dropped += 1
             return b""

@@ -1,0 +1,326 @@
+"""The daemon: wires the pipeline together and keeps it running.
+
+    serial/TCP bus --> poll --> decode --> interpret --> outbox --> MQTT
+      (bus.py)        (plan)  (decode.py) (interpret.py) (outbox.py) (mqtt.py)
+                                              \\--> state store (state.py)
+
+Data flows one way. Each bus is one task; each reading is interpreted and
+its messages (telemetry, retained state, fault events) plus the interpreter's
+snapshot are written to the outbox in one transaction, so a crash can neither
+raise a fault twice nor lose a clear. The publisher task drains the outbox to
+the broker and deletes a message only when the broker acknowledges it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+from protocols.models import load_models
+
+from . import __version__, clock, payloads
+from .bus import Bus, DeviceRuntime, make_runtime
+from .config import Config
+from .interpret import Interpreter
+from .mqtt import MqttLink
+from .outbox import Message, Outbox, Priority
+from .state import StateStore
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL_S = 60.0
+STATE_FLUSH_INTERVAL_S = 60.0
+SHUTDOWN_DRAIN_S = 3.0
+
+
+class Publisher:
+    """Drains the outbox to MQTT within a bounded in-flight window."""
+
+    def __init__(self, outbox: Outbox, window: int) -> None:
+        self.outbox = outbox
+        self.window = window
+        self.link: MqttLink | None = None
+        self.inflight: dict[int, int] = {}  # paho mid -> outbox id
+        self.sent = 0
+        self.acked_count = 0
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def up(self) -> None:
+        self.wake()
+
+    def down(self) -> None:
+        # Whatever paho held is gone with its client; the outbox hands it out
+        # again (same seq) on the next connection.
+        self.inflight.clear()
+        self.outbox.release_inflight()
+
+    def acked(self, mid: int) -> None:
+        oid = self.inflight.pop(mid, None)
+        if oid is not None:
+            self.outbox.ack(oid)
+            self.acked_count += 1
+            self.wake()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            self.pump()
+
+    def pump(self) -> None:
+        link = self.link
+        while link is not None and link.connected:
+            room = self.window - len(self.inflight)
+            if room <= 0:
+                return
+            batch = self.outbox.next_batch(room)
+            if not batch:
+                return
+            for p in batch:
+                mid = link.publish(p.topic, p.payload, p.qos, p.retain)
+                if mid is None:
+                    self.down()
+                    return
+                self.inflight[mid] = p.id
+                self.sent += 1
+
+    async def drain(self, timeout: float) -> None:
+        """On shutdown: give the broker a moment to acknowledge what is in flight."""
+        deadline = time.monotonic() + timeout
+        while self.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+
+class Daemon:
+    def __init__(self, cfg: Config, models: dict | None = None) -> None:
+        self.cfg = cfg
+        self.models = models if models is not None else load_models()
+        self.topics = payloads.Topics(cfg.mqtt.topic_prefix, cfg.gateway.id)
+        self.started_mono = time.monotonic()
+        self.started_ts = clock.utc_now_iso()
+        self.stop_event = asyncio.Event()
+        self.buses: list[Bus] = []
+        self.bus_of: dict[str, str] = {}
+        self.runtimes: dict[str, DeviceRuntime] = {}
+        self.interps: dict[str, Interpreter] = {}
+        self._snap_saved: dict[str, dict] = {}
+        self.outbox: Outbox | None = None
+        self.state: StateStore | None = None
+        self.publisher: Publisher | None = None
+        self.link: MqttLink | None = None
+
+    # -- setup ---------------------------------------------------------------
+
+    def _open_stores(self) -> None:
+        sd = self.cfg.gateway.state_dir
+        sd.mkdir(parents=True, exist_ok=True)
+        os.chmod(sd, 0o750)
+        oc = self.cfg.outbox
+        self.outbox = Outbox.open(sd / "outbox.db", max_bytes=oc.max_bytes,
+                                  max_age_s=oc.max_age_days * 86400.0,
+                                  synchronous=oc.synchronous.upper(), inflight=oc.inflight)
+        self.state = StateStore(sd / "state.json")
+        for path in list(self.outbox.quarantined) + list(self.state.quarantined):
+            log.error("store was unreadable and has been moved aside to %s", path)
+            self._gateway_event("store_quarantined", {"path": str(path)})
+
+    def _gateway_event(self, code: str, detail: dict) -> None:
+        body = payloads.envelope()
+        body.update({"type": "gateway", "code": code, "severity": "major", "detail": detail})
+        self.outbox.put([Message(f"{self.topics.base}/event", body, Priority.EVENT)])
+
+    def _build(self) -> None:
+        by_bus: dict[str, list[DeviceRuntime]] = {b.name: [] for b in self.cfg.buses}
+        bus_cfg = {b.name: b for b in self.cfg.buses}
+        for dc in self.cfg.devices:
+            if not dc.enabled:
+                continue
+            model = self.models[dc.model]
+            rt = make_runtime(dc, model, bus_cfg[dc.bus])
+            self.runtimes[dc.name] = rt
+            self.bus_of[dc.name] = dc.bus
+            by_bus[dc.bus].append(rt)
+            params = dict(dc.params)
+            params.setdefault("poll_interval_s", dc.poll_interval_s)
+            snap = self.outbox.kv_get(f"interp/{dc.name}")
+            self.interps[dc.name] = Interpreter(model, dc.name, params, snap)
+            self._snap_saved[dc.name] = snap or {}
+            prior = self.state.get("devices", dc.name) or {}
+            rt.last_values.update(prior.get("values", {}))
+            rt.last_good_ts = prior.get("last_good_ts")
+        for bc in self.cfg.buses:
+            if by_bus[bc.name]:
+                self.buses.append(Bus(bc, by_bus[bc.name], self._sink))
+
+    # -- the pipeline ------------------------------------------------------
+
+    async def _sink(self, d: DeviceRuntime, reading) -> None:
+        interp = self.interps[d.name]
+        events = interp.step(reading)
+        msgs: list[Message] = []
+        if reading.values:
+            msgs.append(Message(self.topics.telemetry(d.name), payloads.telemetry(d, reading),
+                                Priority.TELEMETRY))
+        for ev in events:
+            body = payloads.envelope(ev.ts)
+            body.update(ev.payload())
+            msgs.append(Message(self.topics.event(d.name), body, Priority.EVENT))
+            log.warning("device %s: fault %s %s", d.name, ev.code, ev.state) if ev.state == "raised" \
+                else log.info("device %s: fault %s %s", d.name, ev.code, ev.state)
+        msgs.append(Message(self.topics.state(d.name),
+                            payloads.state(d, self.bus_of[d.name], interp.active()),
+                            Priority.STATE, retain=True))
+        kv = None
+        if events:
+            # The interpreter's memory commits with its events: a crash cannot
+            # raise a fault twice or forget a clear.
+            snap = interp.snapshot()
+            kv = {f"interp/{d.name}": snap}
+            self._snap_saved[d.name] = snap
+        self.outbox.put(msgs, kv=kv)
+        self.publisher.wake()
+
+    def _save_snapshots(self) -> None:
+        kv = {}
+        for name, interp in self.interps.items():
+            snap = interp.snapshot()
+            if snap != self._snap_saved.get(name):
+                kv[f"interp/{name}"] = snap
+                self._snap_saved[name] = snap
+        if kv:
+            self.outbox.put([], kv=kv)
+
+    def _flush_state(self) -> None:
+        """Human-readable site state for the CLI, at most once a minute (SD wear)."""
+        for name, d in self.runtimes.items():
+            self.state.put("devices", name, {
+                "values": payloads.published_values(d.model, d.last_values),
+                "last_good_ts": d.last_good_ts,
+                "available": d.available,
+                "last_error": d.last_error,
+                "active": self.interps[name].active(),
+            })
+
+    # -- status ----------------------------------------------------------------
+
+    def status_body(self, online: bool = True) -> dict:
+        body = payloads.envelope()
+        stats = self.outbox.stats() if self.outbox else {}
+        devices = list(self.runtimes.values())
+        body.update({
+            "online": online,
+            "gateway": self.cfg.gateway.id,
+            "site": self.cfg.gateway.site,
+            "version": __version__,
+            "started": self.started_ts,
+            "uptime_s": round(time.monotonic() - self.started_mono, 1),
+            "mqtt": {"connects": self.link.connects if self.link else 0},
+            "backlog": {k: stats.get(k) for k in ("backlog_msgs", "backlog_bytes", "oldest_age_s", "inflight")},
+            "dropped": stats.get("dropped"),
+            "coalesced": stats.get("coalesced"),
+            "store": {"health": stats.get("health"), "detail": stats.get("health_detail")},
+            "buses": {b.cfg.name: b.stats.summary() for b in self.buses},
+            "devices": {
+                "total": len(devices),
+                "online": sum(1 for d in devices if d.available),
+                "unavailable": sum(1 for d in devices if d.available is False),
+                "with_faults": sum(1 for n in self.runtimes
+                                   if any(i for i in self.interps[n].active().values())),
+            },
+        })
+        return body
+
+    def _will(self) -> tuple[str, bytes]:
+        body = payloads.envelope()
+        body.update({"online": False, "seq": None, "gateway": self.cfg.gateway.id,
+                     "reason": "connection lost"})
+        return self.topics.status, payloads.dumps(body)
+
+    def publish_status(self) -> None:
+        if self.link is None or not self.link.connected:
+            return
+        body = self.status_body()
+        # Status goes out directly, ahead of any backlog: it describes now,
+        # and is retained and republished, so the outbox need not keep it.
+        body["seq"] = self.outbox.reserve_seq()
+        self.link.publish(self.topics.status, payloads.dumps(body), qos=1, retain=True)
+
+    # -- run -------------------------------------------------------------------
+
+    def _on_up(self) -> None:
+        self.publish_status()
+        self.publisher.up()
+
+    async def _housekeeping(self) -> None:
+        last_state = time.monotonic()
+        while True:
+            await asyncio.sleep(min(STATUS_INTERVAL_S, STATE_FLUSH_INTERVAL_S))
+            try:
+                self.publish_status()
+                if time.monotonic() - last_state >= STATE_FLUSH_INTERVAL_S:
+                    self._save_snapshots()
+                    self._flush_state()
+                    last_state = time.monotonic()
+            except Exception:  # noqa: BLE001 - housekeeping must never stop the daemon
+                log.exception("housekeeping failed")
+
+    async def run(self) -> int:
+        self._open_stores()
+        self._build()
+        self.publisher = Publisher(self.outbox, self.cfg.outbox.inflight)
+        self.link = MqttLink(self.cfg.mqtt, will=self._will, on_up=self._on_up,
+                             on_down=self.publisher.down, on_ack=self.publisher.acked)
+        self.publisher.link = self.link
+        log.info("edgegw %s starting: gateway %s, %d buses, %d devices, state in %s",
+                 __version__, self.cfg.gateway.id, len(self.buses), len(self.runtimes),
+                 self.cfg.gateway.state_dir)
+        tasks = [asyncio.create_task(self.link.run(), name="mqtt"),
+                 asyncio.create_task(self.publisher.run(), name="publisher"),
+                 asyncio.create_task(self._housekeeping(), name="housekeeping")]
+        tasks += [asyncio.create_task(b.run(), name=f"bus:{b.cfg.name}") for b in self.buses]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        stopper = asyncio.create_task(self.stop_event.wait())
+        done, _ = await asyncio.wait(set(tasks) | {stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            if t is not stopper and t.exception():
+                log.error("task %s died: %r", t.get_name(), t.exception())
+        await self.shutdown(tasks)
+        return 0
+
+    async def shutdown(self, tasks) -> None:
+        log.info("stopping: finishing in-flight messages")
+        for b in self.buses:
+            b.stop()
+        bus_tasks = [t for t in tasks if t.get_name().startswith("bus:")]
+        await asyncio.wait(bus_tasks, timeout=5.0) if bus_tasks else None
+        self.publisher.pump()
+        await self.publisher.drain(SHUTDOWN_DRAIN_S)
+        last = None
+        if self.link.connected:
+            body = self.status_body(online=False)
+            body["seq"] = self.outbox.reserve_seq()
+            body["reason"] = "stopped"
+            last = (self.topics.status, payloads.dumps(body))
+        await self.link.stop(last)
+        self.publisher.stop()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._save_snapshots()
+        self._flush_state()
+        backlog = self.outbox.stats().get("backlog_msgs", 0)
+        self.outbox.close()
+        log.info("stopped; %d messages wait in the outbox for the next start", backlog)
