@@ -55,7 +55,9 @@ class DeviceRuntime:
     last_good_ts: str | None = None
     last_values: dict = field(default_factory=dict)
     counters: Counter = field(default_factory=Counter)
-    poke: bool = False
+    # A device that is not polled by register map (a door controller's event
+    # log) brings its own poller: an object with `async poll(bus, device)`.
+    custom: object | None = None
 
     @property
     def name(self) -> str:
@@ -130,6 +132,42 @@ class Bus:
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+
+    # -- for custom pollers, which run inside this task's turn ---------------
+
+    async def read(self, unit: int, function: str, address: int, count: int) -> list[int] | str:
+        """One read with this bus's retries; registers or a failure type."""
+        if self.client is None:
+            return "bus_down"
+        req = Read(function, address, count, ())
+        for _ in range(1 + self.cfg.retries):
+            outcome = await self._request(unit, req)
+            if not isinstance(outcome, str) or outcome.startswith("exception") or outcome == "bus_down":
+                break
+        return outcome
+
+    async def write(self, unit: int, address: int, values: list[int]) -> str | None:
+        """Write holding registers (FC16); None on success, else a failure type."""
+        if self.client is None:
+            return "bus_down"
+        self.stats.requests += 1
+        try:
+            rr = await self.client.write_registers(address, values, device_id=unit)
+        except ModbusIOException:
+            self.stats.timeouts += 1
+            return "timeout"
+        except (ModbusException, OSError):
+            self._close()
+            return "bus_down"
+        if rr.isError():
+            self.stats.exceptions += 1
+            return f"exception_{getattr(rr, 'exception_code', 0)}"
+        self.stats.ok += 1
+        return None
+
+    async def finish(self, d: DeviceRuntime, results, reason: str | None) -> None:
+        """Close a custom poll: counters, availability, schedule, sink."""
+        await self._finish(d, results, reason)
 
     async def run(self) -> None:
         now = time.monotonic()
@@ -275,6 +313,9 @@ class Bus:
         return regs
 
     async def _poll(self, d: DeviceRuntime) -> None:
+        if d.custom is not None:
+            await d.custom.poll(self, d)
+            return
         results: list[tuple[Read, list[int] | str]] = []
         reads = d.reads
         i = 0

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 STATUS_INTERVAL_S = 60.0
 STATE_FLUSH_INTERVAL_S = 60.0
 SHUTDOWN_DRAIN_S = 3.0
+HOUSEKEEPING_S = 5.0
 
 
 class Publisher:
@@ -76,9 +77,12 @@ class Publisher:
 
     def pump(self) -> None:
         link = self.link
+        # Each batch assigns seqs in one synced commit: refill when a tenth of
+        # the window is free, not after every PUBACK.
+        refill = max(1, self.window // 10)
         while link is not None and link.connected:
             room = self.window - len(self.inflight)
-            if room <= 0:
+            if room < refill and self.inflight:
                 return
             batch = self.outbox.next_batch(room)
             if not batch:
@@ -119,6 +123,7 @@ class Daemon:
         self.state: StateStore | None = None
         self.publisher: Publisher | None = None
         self.link: MqttLink | None = None
+        self._status_mono = 0.0
 
     # -- setup ---------------------------------------------------------------
 
@@ -255,6 +260,7 @@ class Daemon:
         # and is retained and republished, so the outbox need not keep it.
         body["seq"] = self.outbox.reserve_seq()
         self.link.publish(self.topics.status, payloads.dumps(body), qos=1, retain=True)
+        self._status_mono = time.monotonic()
 
     # -- run -------------------------------------------------------------------
 
@@ -265,9 +271,13 @@ class Daemon:
     async def _housekeeping(self) -> None:
         last_state = time.monotonic()
         while True:
-            await asyncio.sleep(min(STATUS_INTERVAL_S, STATE_FLUSH_INTERVAL_S))
+            await asyncio.sleep(HOUSEKEEPING_S)
             try:
-                self.publish_status()
+                self.outbox.flush()
+                if self.outbox.health != "ok":
+                    self.outbox.retry()
+                if time.monotonic() - self._status_mono >= STATUS_INTERVAL_S:
+                    self.publish_status()
                 if time.monotonic() - last_state >= STATE_FLUSH_INTERVAL_S:
                     self._save_snapshots()
                     self._flush_state()

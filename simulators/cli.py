@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     def ready(sc: scen.Scenario) -> None:
         where = {b.name: b.where() for b in sc.buses}
         if args.json:
-            print(json.dumps({"buses": where, "devices": {n: {"unit": d.unit, "model": d.model.id}
-                                                          for n, d in sc.devices.items()}}), flush=True)
+            devices = {d.name: {"bus": b.name, "unit": d.unit, "model": d.model.id}
+                       for b in sc.buses for d in b.devices}
+            print(json.dumps({"buses": where, "devices": devices}), flush=True)
         else:
             for b in sc.buses:
                 units = ", ".join(f"{d.unit}:{d.name}({d.model.id})" for d in b.devices)
