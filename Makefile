@@ -1,0 +1,44 @@
+# edgegw: the two commands a newcomer needs are `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test sysdeps install firmware-deps bench clean
+
+# Mosquitto (the local broker for the demo and the tests) and socat
+# (pseudo-terminal pairs standing in for RS-485 adapters) come from Debian.
+sysdeps:
+	@missing=""; \
+	{ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } || missing="$$missing mosquitto"; \
+	command -v socat >/dev/null || missing="$$missing socat"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing from Debian"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# The real MicroPython interpreter (WebAssembly port, from npm) for the firmware tests.
+firmware/node_modules/.installed: firmware/package.json firmware/package-lock.json
+	cd firmware && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+firmware-deps: firmware/node_modules/.installed
+
+demo: sysdeps install
+	$(VENV)/bin/edgegw demo
+
+test: sysdeps install firmware-deps
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: install
+	$(PY) bench/outbox.py
+
+clean:
+	rm -rf $(VENV) firmware/node_modules .pytest_cache
