@@ -1,0 +1,176 @@
+"""Real parts for integration tests: a Mosquitto broker on 127.0.0.1, the
+simulator on pseudo-terminals, `edgegw run` as a process, and an MQTT
+subscriber that records what arrives. Every wait is bounded."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mosquitto_exe() -> str:
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not os.path.exists(exe):
+        raise RuntimeError("Mosquitto is not installed: run `make sysdeps` (apt-get install mosquitto)")
+    return exe
+
+
+class Broker:
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Broker":
+        conf = self.workdir / f"mosquitto-{self.port}.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                        "max_queued_messages 100000\n")
+        self.proc = subprocess.Popen([mosquitto_exe(), "-c", str(conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: _can_connect(self.port), 10, "broker listening")
+        return self
+
+    def stop(self) -> None:
+        stop_proc(self.proc)
+        self.proc = None
+
+
+def _can_connect(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def wait_until(pred, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = pred()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def stop_proc(proc: subprocess.Popen | None, sig=signal.SIGTERM, timeout: float = 10) -> int | None:
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
+class Subscriber:
+    """Records every message under a topic filter, with arrival time."""
+
+    def __init__(self, port: int, topic: str = "edgegw/#") -> None:
+        self.messages: list[tuple[float, str, dict, bool]] = []
+        self.lock = threading.Lock()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{os.getpid()}-{id(self)}")
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            body = json.loads(msg.payload)
+        except ValueError:
+            body = {"_raw": msg.payload}
+        with self.lock:
+            self.messages.append((time.monotonic(), msg.topic, body, bool(msg.retain)))
+
+    def select(self, suffix: str | None = None, device: str | None = None) -> list[dict]:
+        with self.lock:
+            out = []
+            for _t, topic, body, _r in self.messages:
+                if suffix and not topic.endswith(suffix):
+                    continue
+                if device and f"/{device}/" not in topic:
+                    continue
+                out.append(body)
+            return out
+
+    def timed(self, suffix: str, device: str | None = None) -> list[tuple[float, dict]]:
+        with self.lock:
+            return [(t, b) for t, topic, b, _r in self.messages
+                    if topic.endswith(suffix) and (device is None or f"/{device}/" in topic)]
+
+    def wait_for(self, pred, timeout: float, what: str):
+        return wait_until(lambda: pred(self), timeout, what, 0.05)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def start_sim(workdir: Path, scenario: str | Path) -> tuple[subprocess.Popen, dict]:
+    """Start the simulator on a scenario (a path, or TOML text) and return
+    where its buses listen."""
+    if isinstance(scenario, str) and "\n" in scenario:
+        path = workdir / "scenario.toml"
+        path.write_text(scenario)
+    else:
+        path = Path(scenario)
+    log = open(workdir / "sim.log", "a")
+    proc = subprocess.Popen([sys.executable, "-m", "simulators.cli", "--scenario", str(path),
+                             "--dir", str(workdir), "--json"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=log, text=True)
+    line = proc.stdout.readline()
+    if not line:
+        raise AssertionError("simulator did not start: " + (workdir / "sim.log").read_text()[-2000:])
+    return proc, json.loads(line)
+
+
+def gateway_config(workdir: Path, broker_port: int, buses: dict[str, str], devices: list[dict], *,
+                   gateway_id: str = "t1", poll_s: float = 0.5, timeout_s: float = 0.2,
+                   extra: str = "") -> Path:
+    lines = ["[gateway]", f'id = "{gateway_id}"', 'state_dir = "state"', 'language = "en"', "",
+             "[mqtt]", 'host = "127.0.0.1"', f"port = {broker_port}", "keepalive = 5", ""]
+    for name, where in buses.items():
+        lines += ["[[bus]]", f'name = "{name}"', f'port = "{where}"']
+        if not where.startswith("tcp://"):
+            lines += ["baudrate = 9600", 'parity = "N"']
+        lines += [f"timeout_s = {timeout_s}", "retries = 0", "backoff_max_s = 2", ""]
+    for d in devices:
+        lines += ["[[device]]", f'name = "{d["name"]}"', f'bus = "{d["bus"]}"', f'unit = {d["unit"]}',
+                  f'model = "{d["model"]}"', f'poll_interval_s = {d.get("poll_s", poll_s)}']
+        if d.get("params"):
+            lines.append("[device.params]")
+            for k, v in d["params"].items():
+                lines.append(f"{k} = {json.dumps(v)}")
+        lines.append("")
+    lines.append(extra)
+    path = workdir / "edgegw.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def start_gateway(config: Path, log_name: str = "gateway.log") -> subprocess.Popen:
+    log = open(config.parent / log_name, "a")
+    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
+                            cwd=ROOT, stdout=log, stderr=log)
