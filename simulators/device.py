@@ -96,6 +96,9 @@ class SimulatedDevice:
         self.requests += 1
         if self.line.exception:
             return self.line.exception
+        own = getattr(self.behaviour, "read_registers", None)
+        if own is not None:
+            return own(function, address, count)
         span = self.spans.get(function)
         if span is None or address < span[0] or address + count > span[1]:
             return ILLEGAL_ADDRESS
@@ -108,6 +111,9 @@ class SimulatedDevice:
 
     def write(self, address: int, regs: list[int]) -> int | None:
         """Write holding registers; returns an exception code or None."""
+        own = getattr(self.behaviour, "write_registers", None)
+        if own is not None:
+            return own(address, regs)
         fields = [f for f in self.model.fields if f.function == "holding"]
         touched = [f for f in fields if f.address <= address < f.address + types.register_count(f)
                    or address <= f.address < address + len(regs)]

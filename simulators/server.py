@@ -40,7 +40,8 @@ async def _action(dev: SimulatedDevice, function_code, start_address, address, c
 
 
 def _block(dev: SimulatedDevice, function: str) -> list[SimData]:
-    span = dev.spans.get(function)
+    spans = getattr(dev.behaviour, "spans", None) or dev.spans
+    span = spans.get(function)
     if span is None:
         return [SimData(0, count=1, datatype=DataType.INVALID)]
     lo, hi = span
