@@ -124,6 +124,8 @@ class Daemon:
         self.publisher: Publisher | None = None
         self.link: MqttLink | None = None
         self._status_mono = 0.0
+        self._status_seq: int | None = None
+        self._status_mid: int | None = None
 
     # -- setup ---------------------------------------------------------------
 
@@ -258,9 +260,25 @@ class Daemon:
         body = self.status_body()
         # Status goes out directly, ahead of any backlog: it describes now,
         # and is retained and republished, so the outbox need not keep it.
-        body["seq"] = self.outbox.reserve_seq()
-        self.link.publish(self.topics.status, payloads.dumps(body), qos=1, retain=True)
+        # A status whose PUBACK never came is replaced by the next one under
+        # the same seq, so a lost status never leaves a gap in seq.
+        if self._status_seq is None:
+            self._status_seq = self.outbox.reserve_seq()
+        body["seq"] = self._status_seq
+        self._status_mid = self.link.publish(self.topics.status, payloads.dumps(body), qos=1,
+                                             retain=True)
         self._status_mono = time.monotonic()
+
+    def _acked(self, mid: int) -> None:
+        if mid == self._status_mid:
+            self._status_mid = None
+            self._status_seq = None
+            return
+        self.publisher.acked(mid)
+
+    def _down(self) -> None:
+        self._status_mid = None
+        self.publisher.down()
 
     # -- run -------------------------------------------------------------------
 
@@ -290,7 +308,7 @@ class Daemon:
         self._build()
         self.publisher = Publisher(self.outbox, self.cfg.outbox.inflight)
         self.link = MqttLink(self.cfg.mqtt, will=self._will, on_up=self._on_up,
-                             on_down=self.publisher.down, on_ack=self.publisher.acked)
+                             on_down=self._down, on_ack=self._acked)
         self.publisher.link = self.link
         log.info("edgegw %s starting: gateway %s, %d buses, %d devices, state in %s",
                  __version__, self.cfg.gateway.id, len(self.buses), len(self.runtimes),
@@ -321,7 +339,7 @@ class Daemon:
         last = None
         if self.link.connected:
             body = self.status_body(online=False)
-            body["seq"] = self.outbox.reserve_seq()
+            body["seq"] = self._status_seq if self._status_seq is not None else self.outbox.reserve_seq()
             body["reason"] = "stopped"
             last = (self.topics.status, payloads.dumps(body))
         await self.link.stop(last)
