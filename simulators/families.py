@@ -10,6 +10,10 @@ from .device import SimulatedDevice
 
 
 def make_device(model: Model, spec: dict, rng: random.Random) -> SimulatedDevice:
+    if model.family == "door_controller":
+        # A log ring behind a select-then-read window, not a register image.
+        from .door import make_door_device
+        return make_door_device(model, spec, rng)
     unit = int(spec["unit"])
     dev = SimulatedDevice(model=model, unit=unit, name=spec.get("name", f"{model.id}-{unit}"), rng=rng)
     if model.family == "residential_meter" and model.id == "meihua-ic":

@@ -64,6 +64,7 @@ class Event:
     exception: int | None = None
     unplug_s: float | None = None
     params: dict = field(default_factory=dict)
+    door: dict | None = None       # door controllers: add/burst/clear/replace/clock_offset_s
     done: bool = False
 
 
@@ -156,6 +157,8 @@ def apply(ev: Event, sc: Scenario) -> None:
                 beh.pinned.add(fld)
         if ev.params and beh is not None:
             beh.params.update(ev.params)
+        if ev.door and hasattr(dev, "door_action"):
+            dev.door_action(ev.door)
         for attr in ("silent", "garble_rate", "strict_holes", "exception"):
             val = getattr(ev, attr)
             if val is not None:
