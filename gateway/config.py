@@ -136,6 +136,7 @@ NAME_TEXT = 'may only contain letters, digits, "_" and "-" (1-64 characters)'
 BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 MIB = 1 << 20
 MODBUS_TCP_PORT = 502
+DOOR_KEY_NAME = "door-pseudonym.key"   # in state_dir when [doors] names no key file
 SERIAL_ONLY = ("baudrate", "parity", "stopbits", "bytesize")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -335,7 +336,7 @@ class _Checker:
         sections: dict[str, Any] = {}
         runners = {
             "gateway": self.gateway, "mqtt": self.mqtt, "outbox": self.outbox,
-            "bus": self.buses, "device": self.devices,
+            "bus": self.buses, "device": self.devices, "doors": self.doors,
         }
         # Devices name buses that may be written after them; take every
         # string name now so one bad bus is not reported again per device.
@@ -356,6 +357,7 @@ class _Checker:
             sections["mqtt"] = self.mqtt("mqtt", {})
         if "outbox" not in doc:
             sections["outbox"] = self.outbox("outbox", {})
+        self.door_key_mode(doc, sections.get("doors") or {})
 
         if self.problems:
             return None
@@ -366,7 +368,7 @@ class _Checker:
             outbox=sections["outbox"],
             buses=tuple(sections.get("bus", ())),
             devices=tuple(sections.get("device", ())),
-            doors={},
+            doors=sections.get("doors") or {},
         )
 
     def gateway(self, kp, v):
@@ -720,6 +722,85 @@ class _Checker:
         if self.known_models is not None and s not in self.known_models:
             listed = ", ".join(self.known_models) or "none are installed"
             self.add(kp, f"{_q(s)} is not a known model ({listed})")
+            return _BAD
+        return s
+
+    # ---- doors (docs/doors.md): checked here, interpreted by gateway/cards.py
+
+    def doors(self, kp, v):
+        data = self.table(kp, v)
+        if data is None:
+            return {}
+        years = lambda k, x: self.integer(k, x, 1, 10)  # noqa: E731
+        spec = {
+            "pseudonym_key_file": self.door_key_file,
+            "publish_raw_card_numbers": self.boolean,
+            "registry_csv": self.registry_csv,
+            "history_days": lambda k, x: self.number(k, x, 1, 3650),
+            "clock_skew_warn_s": lambda k, x: self.number(k, x, 1, 86400),
+            "owner_years": years, "family_years": years,
+            "tenant_years": years, "merchant_years": years,
+            "parking_months": lambda k, x: self.integer(k, x, 1, 24),
+            "expiry_reminder_days": lambda k, x: self.integer(k, x, 1, 365),
+            "reminder_hour": lambda k, x: self.integer(k, x, 0, 23),
+            "timezone": self.timezone,
+        }
+        return self.fields(data, kp, spec)
+
+    def door_key_file(self, kp, v):
+        s = self.string(kp, v)
+        if s is _BAD:
+            return _BAD
+        p = self.resolve(s)
+        if not p.exists():
+            self.add(kp, f"{p} does not exist (leave pseudonym_key_file out and the gateway "
+                         f"creates a key in state_dir)")
+            return _BAD
+        if not p.is_file():
+            self.add(kp, f"{p} is not a file")
+            return _BAD
+        return p
+
+    def door_key_mode(self, doc: dict, doors: dict) -> None:
+        # Whoever can read the key can turn published pseudonyms back into
+        # card numbers (2^32 tries), so it must be the service's alone. The
+        # key the gateway generated itself (state_dir) is checked as well.
+        p = doors.get("pseudonym_key_file")
+        if p is None:
+            raw = doc.get("gateway", {}).get("state_dir") if isinstance(doc.get("gateway"), dict) else None
+            p = self.resolve(raw if isinstance(raw, str) else DEFAULTS["gateway"]["state_dir"]) / DOOR_KEY_NAME
+            if not p.is_file():
+                return
+        try:
+            mode = p.stat().st_mode
+        except OSError:
+            return
+        if mode & 0o077:
+            self.add("doors.pseudonym_key_file",
+                     f"{p} is readable or writable by group or others (run: chmod 600 {p})")
+
+    def registry_csv(self, kp, v):
+        p = self.existing_file(kp, v)
+        if p is _BAD:
+            return _BAD
+        from .cards import RegistryError, parse_csv
+        try:
+            parse_csv(p.read_bytes(), source=str(p))
+        except RegistryError as exc:
+            for problem in exc.problems:
+                self.add(kp, f"{p}: {problem}")
+            return _BAD
+        return p
+
+    def timezone(self, kp, v):
+        s = self.string(kp, v)
+        if s is _BAD:
+            return _BAD
+        import zoneinfo
+        try:
+            zoneinfo.ZoneInfo(s)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            self.add(kp, f"{_q(s)} is not a time zone (e.g. \"Asia/Shanghai\", \"UTC\")")
             return _BAD
         return s
 
