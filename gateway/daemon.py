@@ -123,6 +123,7 @@ class Daemon:
         self.state: StateStore | None = None
         self.publisher: Publisher | None = None
         self.link: MqttLink | None = None
+        self.doors = None  # gateway.doors.DoorSite once a door controller is configured
         self._status_mono = 0.0
         self._status_seq: int | None = None
         self._status_mid: int | None = None
@@ -155,6 +156,14 @@ class Daemon:
                 continue
             model = self.models[dc.model]
             rt = make_runtime(dc, model, bus_cfg[dc.bus])
+            if model.family == "door_controller":
+                # Its event log is read by its own poller, not by register map;
+                # the card registry and pseudonym key are loaded with the first.
+                if self.doors is None:
+                    from .doors import DoorSite
+                    self.doors = DoorSite(self.cfg, self.outbox, self.topics,
+                                          wake=lambda: self.publisher and self.publisher.wake())
+                rt.custom = self.doors.poller(rt)
             self.runtimes[dc.name] = rt
             self.bus_of[dc.name] = dc.bus
             by_bus[dc.bus].append(rt)
@@ -310,6 +319,16 @@ class Daemon:
         self.link = MqttLink(self.cfg.mqtt, will=self._will, on_up=self._on_up,
                              on_down=self._down, on_ack=self._acked)
         self.publisher.link = self.link
+        if self.doors is not None:
+            # the retained card registry topic, alongside whatever else is subscribed
+            other = self.link.on_message
+            self.link.subscriptions = (*self.link.subscriptions, *self.doors.subscriptions)
+
+            def on_message(topic: str, payload: bytes) -> None:
+                self.doors.on_message(topic, payload)
+                if other is not None:
+                    other(topic, payload)
+            self.link.on_message = on_message
         log.info("edgegw %s starting: gateway %s, %d buses, %d devices, state in %s",
                  __version__, self.cfg.gateway.id, len(self.buses), len(self.runtimes),
                  self.cfg.gateway.state_dir)
@@ -317,6 +336,8 @@ class Daemon:
                  asyncio.create_task(self.publisher.run(), name="publisher"),
                  asyncio.create_task(self._housekeeping(), name="housekeeping")]
         tasks += [asyncio.create_task(b.run(), name=f"bus:{b.cfg.name}") for b in self.buses]
+        if self.doors is not None:
+            tasks.append(asyncio.create_task(self.doors.run(), name="doors"))  # daily expiry reminder
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
