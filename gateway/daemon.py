@@ -24,6 +24,7 @@ from protocols.models import load_models
 from . import __version__, clock, payloads
 from .bus import Bus, DeviceRuntime, make_runtime
 from .config import Config
+from .control import ControlServer
 from .interpret import Interpreter
 from .mqtt import MqttLink
 from .outbox import Message, Outbox, Priority
@@ -35,6 +36,7 @@ STATUS_INTERVAL_S = 60.0
 STATE_FLUSH_INTERVAL_S = 60.0
 SHUTDOWN_DRAIN_S = 3.0
 HOUSEKEEPING_S = 5.0
+STATUS_BACKLOG_INTERVAL_S = 10.0
 
 
 class Publisher:
@@ -127,6 +129,7 @@ class Daemon:
         self._status_mono = 0.0
         self._status_seq: int | None = None
         self._status_mid: int | None = None
+        self.control: ControlServer | None = None
 
     # -- setup ---------------------------------------------------------------
 
@@ -206,6 +209,8 @@ class Daemon:
             self._snap_saved[d.name] = snap
         self.outbox.put(msgs, kv=kv)
         self.publisher.wake()
+        if self.control is not None:
+            self.control.observe(d, reading, events)   # history file, live watchers
 
     def _save_snapshots(self) -> None:
         kv = {}
@@ -303,7 +308,10 @@ class Daemon:
                 self.outbox.flush()
                 if self.outbox.health != "ok":
                     self.outbox.retry()
-                if time.monotonic() - self._status_mono >= STATUS_INTERVAL_S:
+                # While a backlog drains, say how it goes more often.
+                every = STATUS_INTERVAL_S if not self.outbox.stats().get("backlog_msgs") \
+                    else STATUS_BACKLOG_INTERVAL_S
+                if time.monotonic() - self._status_mono >= every:
                     self.publish_status()
                 if time.monotonic() - last_state >= STATE_FLUSH_INTERVAL_S:
                     self._save_snapshots()
@@ -316,8 +324,11 @@ class Daemon:
         self._open_stores()
         self._build()
         self.publisher = Publisher(self.outbox, self.cfg.outbox.inflight)
+        self.control = ControlServer(self)
         self.link = MqttLink(self.cfg.mqtt, will=self._will, on_up=self._on_up,
-                             on_down=self._down, on_ack=self._acked)
+                             on_down=self._down, on_ack=self._acked,
+                             on_message=self.control.commands.on_message,
+                             subscriptions=self.control.commands.subscriptions)
         self.publisher.link = self.link
         if self.doors is not None:
             # the retained card registry topic, alongside whatever else is subscribed
@@ -332,6 +343,7 @@ class Daemon:
         log.info("edgegw %s starting: gateway %s, %d buses, %d devices, state in %s",
                  __version__, self.cfg.gateway.id, len(self.buses), len(self.runtimes),
                  self.cfg.gateway.state_dir)
+        await self.control.start()   # before the bus tasks: it hands them their port locks
         tasks = [asyncio.create_task(self.link.run(), name="mqtt"),
                  asyncio.create_task(self.publisher.run(), name="publisher"),
                  asyncio.create_task(self._housekeeping(), name="housekeeping")]
@@ -351,6 +363,7 @@ class Daemon:
 
     async def shutdown(self, tasks) -> None:
         log.info("stopping: finishing in-flight messages")
+        await self.control.stop()
         for b in self.buses:
             b.stop()
         bus_tasks = [t for t in tasks if t.get_name().startswith("bus:")]

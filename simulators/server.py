@@ -62,15 +62,18 @@ def sim_device(dev: SimulatedDevice) -> SimDevice:
 class LineShaper:
     """trace_packet hook: drop answers of silent units, garble some CRCs."""
 
-    def __init__(self, devices: dict[int, SimulatedDevice]) -> None:
+    def __init__(self, devices: dict[int, SimulatedDevice], unit_at: int = 0) -> None:
         self.devices = devices
+        # RTU frames start with the unit id; Modbus TCP frames with the
+        # 6-byte MBAP header (transaction, protocol, length), then the unit.
+        self.unit_at = unit_at
         self.garbled = 0
         self.dropped = 0
 
     def __call__(self, sending: bool, data: bytes) -> bytes:
-        if not sending or not data:
+        if not sending or len(data) <= self.unit_at:
             return data
-        dev = self.devices.get(data[0])
+        dev = self.devices.get(data[self.unit_at])
         if dev is None:
             # pymodbus answers unknown units with exception 04; a real RS-485
             # line is simply silent for a unit nobody has.
@@ -91,7 +94,7 @@ class BusServer:
                  tcp: tuple[str, int] | None = None, baudrate: int = 9600,
                  parity: str = "E", stopbits: int = 1) -> None:
         self.devices = {d.unit: d for d in devices}
-        self.shaper = LineShaper(self.devices)
+        self.shaper = LineShaper(self.devices, unit_at=6 if tcp else 0)
         sims = [sim_device(d) for d in devices]
         if tcp:
             self.server = ModbusTcpServer(sims, address=tcp, framer=FramerType.SOCKET,
