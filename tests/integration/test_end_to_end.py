@@ -183,3 +183,54 @@ unplug_s = 3
                  "telemetry after the adapter came back")
     assert gw.poll() is None, "the gateway restarted or died"
     assert sub.select("/state", "fm-01")[-1]["availability"] == "online"
+
+
+def test_line_noise_and_refused_spans_are_counted_never_published(site):
+    """fm-01 answers a third of its frames with a broken CRC; fm-02 refuses
+    reads through unmapped registers (exception 02), so the planner's
+    coalesced read must fall back to smaller reads; fm-03 reports an
+    impossible temperature (open sensor: -273 C)."""
+    scenario = SCENARIO.replace('name = "fm-01"\n', 'name = "fm-01"\n', 1) + """
+[[event]]
+t = 0
+device = "fm-01"
+garble_rate = 0.33
+
+[[event]]
+t = 0
+device = "fm-02"
+strict_holes = true
+
+[[event]]
+t = 0
+device = "fm-03"
+set = { temperature_C = -273.0 }
+"""
+    _broker, sub, run, tmp = site
+    run(scenario, timeout_s=0.2)
+    sub.wait_for(lambda s: len(s.select("/telemetry", "fm-02")) >= 4 and len(s.select("/telemetry", "fm-01")) >= 4
+                 and len(s.select("/state", "fm-03")) >= 4, 30, "readings despite noise")
+    time.sleep(2)
+    st1 = sub.select("/state", "fm-01")[-1]
+    assert st1["counters"].get("crc", 0) >= 1, st1["counters"]
+    for t in sub.select("/telemetry", "fm-01"):
+        assert t["values"].get("temperature_C", 21.5) == 21.5  # never a corrupted value
+    # fm-02: every field arrives after the fall-back split.
+    t2 = sub.select("/telemetry", "fm-02")[-1]
+    assert t2["quality"] == "good" and t2["values"]["serial_number"] == ""
+    assert "splitting" in (tmp / "gateway.log").read_text()
+    # fm-03: the impossible value is not published; quality says why.
+    t3 = sub.select("/telemetry", "fm-03")[-1]
+    assert "temperature_C" not in t3["values"]
+    assert t3["quality"] == "partial" and t3["errors"]["temperature_C"] == "out_of_range"
+    assert sub.select("/state", "fm-03")[-1]["counters"]["out_of_range"] >= 1
+
+
+def test_modbus_tcp_bus(site):
+    from tests.support import free_port
+    port = free_port()
+    scenario = SCENARIO.replace('kind = "pty"\nlink = "ttyA"', f'kind = "tcp"\nlisten = "127.0.0.1:{port}"')
+    _broker, sub, run, _ = site
+    run(scenario)
+    sub.wait_for(lambda s: all(s.select("/telemetry", d["name"]) for d in DEVICES), 20, "telemetry over TCP")
+    assert sub.select("/telemetry", "fm-01")[-1]["values"]["pressure_kPa"] == 350.0
