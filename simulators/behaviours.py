@@ -74,8 +74,40 @@ class Counter(Behaviour):
                 dev.values[name] = round(float(dev.values.get(name, 0.0)) + flow * dt / 3600.0, 3)
 
 
+class FlowController(Behaviour):
+    """Prepaid controller (MHCG) on a flowmeter, counting the flowmeter's pulses.
+
+    Gas demand `flow_m3h` moves the flowmeter's own total while the valve is
+    open; the controller's billing total and the balance follow the pulses
+    that reach it: `pulse_share` 1.0 is a sound signal path, below 1 a lossy
+    line, above 1 interference or a pulses-per-unit mismatch (reference B6).
+    A drift stays when the cause is fixed, as on the real controller; an
+    event with `params = { resync = true }` is the operator bringing the two
+    counts together again, once.
+    """
+
+    def tick(self, dev, dt: float) -> None:
+        super().tick(dev, dt)
+        p = self.params
+        v = dev.values
+        resync = bool(p.pop("resync", False))
+        closed = int(v.get("valve_state", 0) or 0) == 1
+        gas = 0.0 if closed else float(p.get("flow_m3h", 0.0)) * dt / 3600.0
+        # Kept unrounded: a 0.01 m3 register would swallow a slow flow's
+        # per-tick increments if each tick rounded.
+        if "flowmeter_count_m3" not in self.pinned:
+            v["flowmeter_count_m3"] = float(v.get("flowmeter_count_m3", 0.0)) + gas
+        counted = gas * float(p.get("pulse_share", 1.0))
+        if "controller_count_m3" not in self.pinned:
+            ctrl = float(v.get("controller_count_m3", 0.0)) + counted
+            v["controller_count_m3"] = float(v["flowmeter_count_m3"]) if resync else ctrl
+        if "balance_m3" not in self.pinned:
+            v["balance_m3"] = float(v.get("balance_m3", 0.0)) - counted
+
+
 BEHAVIOURS = {
     "flowmeter": Flowmeter,
+    "flow_controller": FlowController,
 }
 
 
