@@ -31,7 +31,7 @@ from protocols.modbus import types
 from protocols.modbus.plan import Read
 
 from . import payloads
-from .cards import (CardRegistry, Pseudonymizer, RegistryError, Rules, check_entry,
+from .cards import (CardRegistry, CardState, Pseudonymizer, RegistryError, Rules, check_entry,
                     load_or_create_key, parse_csv)
 from .outbox import Message, Priority
 
@@ -179,7 +179,7 @@ class DoorSite:
         self.key = key
         self.pseudonym = Pseudonymizer(key)
         from .state import StateStore
-        self.cards_store = StateStore(s.state_dir / CARDS_FILE)
+        self.cards_store = StateStore(str(s.state_dir / CARDS_FILE))
         self.registry = CardRegistry(self.cards_store, s.rules)
         if s.registry_csv is not None:
             entries = parse_csv(s.registry_csv.read_bytes(), source=str(s.registry_csv))
@@ -209,11 +209,11 @@ class DoorSite:
     def local_date(self, ts: float) -> date:
         return datetime.fromtimestamp(ts, self.settings.tz).date()
 
-    def card_fields(self, card: int, when_ts: float) -> tuple[dict, object]:
+    def card_fields(self, card: int, when_ts: float) -> tuple[dict, CardState | None]:
         """card (pseudonym), holder_type, card_valid, card_status for a record."""
         if not card:
             return {"card": None, "holder_type": None, "card_valid": None, "card_status": None}, None
-        out = {"card": self.pseudonym(card)}
+        out: dict[str, object] = {"card": self.pseudonym(card)}
         if self.settings.publish_raw:
             out["card_number"] = str(card)
         if not self.registry.loaded:
@@ -278,8 +278,8 @@ class DoorSite:
                 "date": today.isoformat(), "within_days": self.settings.reminder_days,
                 "count": len(expiring),
                 "cards": [{"card": self.pseudonym(c), "holder_type": st.holder_type,
-                           "valid_until": st.valid_until.isoformat(),
-                           "days_left": (st.valid_until - today).days}
+                           "valid_until": str(st.valid_until),
+                           "days_left": (st.valid_until - today).days if st.valid_until else None}
                           | ({"card_number": str(c)} if self.settings.publish_raw else {})
                           for c, st in expiring],
             })
@@ -408,9 +408,9 @@ class DoorPoller:
 
     # -- events
 
-    def _access(self, cur: doorlog.Cursor, rec: doorlog.Record, skew: int | None) -> list[Message]:
+    def _access(self, cur: doorlog.Cursor, rec: doorlog.Record, skew: int) -> list[Message]:
         t = rec.type
-        flagged = skew is not None and abs(skew) > self.site.settings.clock_skew_warn_s
+        flagged = abs(skew) > self.site.settings.clock_skew_warn_s
         when = rec.time_s - skew if flagged else rec.time_s
         card, st = self.site.card_fields(rec.card, when)
         eid = doorlog.event_id(cur.serial, cur.epoch, rec.index)
@@ -434,7 +434,7 @@ class DoorPoller:
                                                     "card_valid", "device_ts", "index", "epoch")}
         return msgs
 
-    def _commit_records(self, cur: doorlog.Cursor, recs: list[doorlog.Record], skew) -> doorlog.Cursor:
+    def _commit_records(self, cur: doorlog.Cursor, recs: list[doorlog.Record], skew: int) -> doorlog.Cursor:
         msgs: list[Message] = []
         for rec in recs:
             msgs += self._access(cur, rec, skew)
@@ -529,13 +529,14 @@ class DoorPoller:
                 cur = self._start(doorlog.new_epoch(cur, status, doorlog.FINGERPRINT_MISMATCH), status)
                 continue
             if res.outcome == "bad_record":
-                n = self.bad[res.at] = self.bad.get(res.at, 0) + 1
+                at = int(res.at or 0)
+                n = self.bad[at] = self.bad.get(at, 0) + 1
                 log.info("door %s: %s (attempt %d)", self.name, res.detail, n)
                 if n < BAD_RECORD_SKIP:
                     return "record_check", False
-                self.bad.pop(res.at, None)
-                nxt = doorlog.Cursor(cur.serial, cur.epoch, res.at, None)
-                self._commit([self._gap_message(cur, (res.at, res.at), "unreadable_record")], nxt)
+                self.bad.pop(at, None)
+                nxt = doorlog.Cursor(cur.serial, cur.epoch, at, None)
+                self._commit([self._gap_message(cur, (at, at), "unreadable_record")], nxt)
                 cur = nxt
                 continue
             # moved: the ring changed between the status read and this window

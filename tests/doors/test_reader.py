@@ -206,6 +206,26 @@ def test_unreadable_record_is_retried_then_given_up_as_a_one_record_gap(tmp_path
     assert rig.access_ids() == ids("DC000001", 1, [*range(1, 7), *range(8, 11)])
 
 
+def test_torn_cursor_record_is_not_reported_as_lost(tmp_path):
+    rig = Rig(tmp_path, capacity=100, prefill=10)
+    rig.poll_until_caught_up()
+    for _ in range(3):
+        rig.dev.random_event()
+    lay = rig.dev.layout
+    real = rig.dev.read
+
+    def torn(function, address, count):
+        regs = real(function, address, count)
+        if isinstance(regs, list) and address == lay.slot_address and rig.dev.select[0] == 10:
+            regs[4] ^= 0x0100                              # the cursor record (10) fails its check
+        return regs
+    rig.dev.read = torn
+    for _ in range(4):
+        rig.poll()
+    assert gaps(rig) == [] and resets(rig) == [("first_contact", 1, 1)]
+    assert rig.access_ids() == ids("DC000001", 1, range(1, 14))
+
+
 def test_clock_skew_is_flagged_and_kept_for_diag(tmp_path, caplog):
     rig = Rig(tmp_path, capacity=100, doors={"clock_skew_warn_s": 300})
     rig.dev.clock_offset_s = 120
