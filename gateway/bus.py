@@ -99,6 +99,11 @@ Sink = Callable[[DeviceRuntime, Reading], Awaitable[None]]
 
 
 class Bus:
+    # The flock file that keeps the daemon and `edgegw scan/read` off each
+    # other's serial port (gateway/diag.py); set by whoever runs the bus.
+    lock_path: str | None = None
+    _port_lock = None
+
     def __init__(self, cfg: BusCfg, devices: list[DeviceRuntime], sink: Sink) -> None:
         self.cfg = cfg
         self.devices = devices
@@ -132,6 +137,22 @@ class Bus:
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+
+    # -- for field diagnostics (gateway/diag.py) ----------------------------
+
+    async def probe(self, unit: int, function: str, address: int, count: int) -> list[int] | str:
+        """One attempt, no retries, inside this task's turn (Bus.call): a
+        scan must not spend two timeouts on every empty address."""
+        if self.client is None:
+            return "bus_down"
+        return await self._request(unit, Read(function, address, count, ()))
+
+    async def open(self) -> bool:
+        """Connect without run(): the CLI's own session when no daemon runs."""
+        return await self._connect()
+
+    def close(self) -> None:
+        self._close()
 
     # -- for custom pollers, which run inside this task's turn ---------------
 
@@ -219,6 +240,13 @@ class Bus:
         if self.cfg.kind == "serial" and not os.path.exists(self.cfg.port):
             self._note_connect_error(f"{self.cfg.port}: {os.strerror(errno.ENODEV)}")
             return False
+        if self.cfg.kind == "serial" and self.lock_path:
+            from .diag import PortLock
+            self._port_lock = self._port_lock or PortLock(self.lock_path)
+            why = self._port_lock.acquire()
+            if why is not None:
+                self._note_connect_error(f"{self.cfg.port}: {why}")
+                return False
         self.client = self._new_client()
         try:
             ok = await self.client.connect()
@@ -250,6 +278,8 @@ class Bus:
         if self.stats.connected:
             self.stats.disconnects += 1
         self.stats.connected = False
+        if self._port_lock is not None:
+            self._port_lock.release()
 
     async def _down_cycle(self) -> None:
         """While the port is gone: report due devices as bus_down, answer

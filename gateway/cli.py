@@ -43,12 +43,12 @@ def cmd_config_check(args) -> int:
     if args.json:
         print(json.dumps({"path": str(args.path), "ok": not problems, "problems": problems},
                          ensure_ascii=False, indent=2))
-    elif problems:
-        print(f"{args.path}: {len(problems)} problem(s)")
-        for p in problems:
-            print(f"  {p}")
     else:
-        print(f"{args.path}: ok")
+        from . import i18n
+        from .control import _raw_language
+        from .views import render_config_check, use_color
+        lang = i18n.norm(args.lang) or _raw_language(str(args.path)) or i18n.env_lang() or "en"
+        sys.stdout.write(render_config_check(str(args.path), problems, lang, use_color()))
     return 1 if problems else 0
 
 
@@ -60,6 +60,31 @@ def cmd_explain(args) -> int:
 def cmd_faults(args) -> int:
     from .explain import faults
     return faults(args)
+
+
+def cmd_status(args) -> int:
+    from .control import cmd_status as status
+    return status(args)
+
+
+def cmd_watch(args) -> int:
+    from .control import cmd_watch as watch
+    return watch(args)
+
+
+def cmd_scan(args) -> int:
+    from .diag import cmd_scan as scan
+    return scan(args)
+
+
+def cmd_read(args) -> int:
+    from .diag import cmd_read as read
+    return read(args)
+
+
+def cmd_diag(args) -> int:
+    from .diag import cmd_diag as diag
+    return diag(args)
 
 
 def cmd_demo(args) -> int:
@@ -81,7 +106,31 @@ def build_parser() -> argparse.ArgumentParser:
     cc = csub.add_parser("check", help="validate a config file and list every problem")
     cc.add_argument("path", type=Path)
     cc.add_argument("--json", action="store_true")
+    cc.add_argument("--lang", choices=["zh", "en"])
     cc.set_defaults(fn=cmd_config_check)
+
+    def field_cmd(name: str, help_: str, fn):
+        x = sub.add_parser(name, help=help_)
+        x.add_argument("--config", default=DEFAULT_CONFIG)
+        x.add_argument("--lang", choices=["zh", "en"])
+        x.add_argument("--json", action="store_true")
+        x.set_defaults(fn=fn)
+        return x
+
+    field_cmd("status", "one screen: gateway, devices, problems first", cmd_status)
+    s = field_cmd("scan", "find the units that answer on a bus, and their models", cmd_scan)
+    s.add_argument("bus")
+    s.add_argument("--units", default="1-247", help="FIRST-LAST (default 1-247)")
+    rd = field_cmd("read", "raw registers, decoded every way (for undocumented meters)", cmd_read)
+    rd.add_argument("bus")
+    rd.add_argument("unit", type=int)
+    rd.add_argument("address", type=int)
+    rd.add_argument("count", type=int, nargs="?", default=1)
+    rd.add_argument("--input", action="store_true", help="input registers (FC04) instead of holding (FC03)")
+    w = field_cmd("watch", "live values and states", cmd_watch)
+    w.add_argument("devices", nargs="*")
+    w.add_argument("--count", type=int, default=0, help="stop after N updates")
+    field_cmd("diag", "self-test: config, ports, broker, TLS, clock, disk, buses, devices", cmd_diag)
 
     e = sub.add_parser("explain", help="what a fault code means on a model, and what to do")
     e.add_argument("model")

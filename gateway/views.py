@@ -1,0 +1,621 @@
+"""Screens of the field engineer's commands: tables, colour, both languages.
+
+Every renderer is a pure function of a result dict (what the daemon answered
+or what the command found itself) and returns text, so a screen can be tested
+against a file and the --json output is the same dict. Colour is only used
+when the output is a terminal: an engineer pipes `edgegw status` into a
+ticket or a log, and escape codes would be noise there.
+
+Chinese characters take two columns in a terminal, so column widths are
+counted in display cells, not in characters.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import unicodedata
+from datetime import datetime, timezone
+
+from .i18n import age, size, t
+
+LEVEL_ORDER = {"fail": 0, "warn": 1, "pass": 2}
+SEV_ORDER = {"critical": 0, "major": 1, "minor": 2, "info": 3}
+
+
+# --------------------------------------------------------------------------- terminal
+
+def use_color(stream=None) -> bool:
+    stream = stream if stream is not None else sys.stdout
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class Style:
+    def __init__(self, color: bool) -> None:
+        self.color = color
+
+    def _sgr(self, code: str, s: str) -> str:
+        return f"\x1b[{code}m{s}\x1b[0m" if self.color and s else s
+
+    def bold(self, s: str) -> str:
+        return self._sgr("1", s)
+
+    def red(self, s: str) -> str:
+        return self._sgr("1;31", s)
+
+    def yellow(self, s: str) -> str:
+        return self._sgr("33", s)
+
+    def green(self, s: str) -> str:
+        return self._sgr("32", s)
+
+    def dim(self, s: str) -> str:
+        return self._sgr("2", s)
+
+    def level(self, level: str, s: str) -> str:
+        return {"fail": self.red, "warn": self.yellow, "pass": self.green}.get(level, str)(s)
+
+
+def width(s: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 0 if unicodedata.combining(c) else 1
+               for c in s)
+
+
+def clip(s: str, cols: int) -> str:
+    """Cut a line (escape codes included) to `cols` display cells, so a
+    redraw in place knows how many rows it printed."""
+    out, used, i = [], 0, 0
+    while i < len(s):
+        if s[i] == "\x1b":
+            j = s.find("m", i)
+            j = len(s) - 1 if j < 0 else j
+            out.append(s[i:j + 1])
+            i = j + 1
+            continue
+        w = width(s[i])
+        if used + w > cols:
+            out.append("\x1b[0m" if "\x1b[" in s else "")
+            break
+        out.append(s[i])
+        used += w
+        i += 1
+    return "".join(out)
+
+
+def pad(s: str, w: int, right: bool = False) -> str:
+    fill = " " * max(0, w - width(s))
+    return fill + s if right else s + fill
+
+
+def table(headers: list[str] | None, rows: list[list], *, right: set[int] = frozenset(),
+          indent: int = 2, style: Style | None = None) -> list[str]:
+    """Rows of cells; a cell is text or (text, style function). Widths in display cells."""
+    plain = [[c[0] if isinstance(c, tuple) else ("" if c is None else str(c)) for c in r] for r in rows]
+    all_rows = ([headers] if headers else []) + plain
+    if not all_rows:
+        return []
+    ncol = max(len(r) for r in all_rows)
+    widths = [max((width(r[i]) for r in all_rows if i < len(r)), default=0) for i in range(ncol)]
+    out = []
+    if headers:
+        line = "  ".join(pad(h, widths[i], i in right) for i, h in enumerate(headers))
+        out.append(" " * indent + ((style.bold(line.rstrip()) if style else line.rstrip())))
+    for raw, cells in zip(rows, plain):
+        parts = []
+        for i, text in enumerate(cells):
+            cell = pad(text, widths[i], i in right) if i < ncol - 1 or i in right else text
+            fn = raw[i][1] if isinstance(raw[i], tuple) else None
+            if fn is not None and style is not None and style.color:
+                core = fn(text)
+                cell = cell.replace(text, core, 1) if text else cell
+            parts.append(cell)
+        out.append((" " * indent + "  ".join(parts)).rstrip())
+    return out
+
+
+# --------------------------------------------------------------------------- time
+
+def parse_iso(ts: str | None) -> float | None:
+    if not ts:
+        return None
+    try:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def fmt_ts(ts: str | None) -> str:
+    """"2026-11-23T16:18:30.123Z" -> "2026-11-23 16:18:30 UTC"."""
+    epoch = parse_iso(ts)
+    if epoch is None:
+        return ts or "-"
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def seconds_between(now: str | None, then: str | None) -> float | None:
+    a, b = parse_iso(now), parse_iso(then)
+    if a is None or b is None:
+        return None
+    return max(0.0, a - b)
+
+
+def fmt_num(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:.7g}"
+    return str(v)
+
+
+# --------------------------------------------------------------------------- status
+
+def _sev(lang: str, sev: str | None) -> str:
+    return t(lang, f"sev.{sev}") if sev in SEV_ORDER else (sev or "-")
+
+
+def _text(item: dict, key: str, lang: str) -> str:
+    v = item.get(key)
+    if isinstance(v, dict):
+        return v.get(lang) or v.get("en") or ""
+    return v or ""
+
+
+def problems(st: dict) -> list[dict]:
+    """What is wrong on this site, worst first: {level, subject, key, args, device}.
+
+    The exit code of `edgegw status` follows from this list (any "fail": 1),
+    so the screen and the exit code can never disagree."""
+    out: list[dict] = []
+    d = st.get("daemon") or {}
+    gw = st.get("gateway") or {}
+    if not d.get("running"):
+        out.append({"level": "fail", "subject": gw.get("id") or "gateway", "key": "pb.daemon_down",
+                    "args": {}, "rank": (0, 0)})
+    else:
+        br = st.get("broker") or {}
+        if not br.get("connected"):
+            err = br.get("last_error")
+            out.append({"level": "fail", "subject": "mqtt", "key": "pb.broker_down", "rank": (0, 1),
+                        "args": {"where": f"{br.get('host')}:{br.get('port')}", "err": f" ({err})" if err else ""}})
+        ob = st.get("outbox") or {}
+        if ob.get("health") not in (None, "ok"):
+            out.append({"level": "fail", "subject": "outbox", "key": "pb.store", "rank": (0, 2),
+                        "args": {"health": ob.get("health"), "detail": ob.get("health_detail") or ""}})
+        for name, b in sorted((st.get("buses") or {}).items()):
+            if not b.get("connected"):
+                out.append({"level": "fail", "subject": name, "key": "pb.bus_down", "rank": (0, 3),
+                            "args": {"bus": name, "err": b.get("last_connect_error") or "-"}})
+        if (ob.get("dropped") or {}).get("event"):
+            out.append({"level": "warn", "subject": "outbox", "key": "pb.event_drops", "rank": (1, 2),
+                        "args": {"n": ob["dropped"]["event"]}})
+        if (ob.get("oldest_age_s") or 0) > 600:
+            out.append({"level": "warn", "subject": "outbox", "key": "pb.backlog_old", "rank": (1, 3),
+                        "args": {"age_s": ob["oldest_age_s"]}})
+        if (st.get("clock") or {}).get("synced") is False:
+            out.append({"level": "warn", "subject": "clock", "key": "pb.clock", "args": {}, "rank": (1, 4)})
+    for dev in st.get("devices") or []:
+        name = dev["name"]
+        if dev.get("availability") == "unavailable":
+            key = "pb.unavailable" if dev.get("last_good_ts") else "pb.never"
+            out.append({"level": "fail", "subject": name, "device": name, "key": key, "rank": (0, 5),
+                        "args": {"since": dev.get("last_good_ts"), "err": dev.get("last_error") or "-"}})
+        for f in dev.get("faults") or []:
+            sev = f.get("severity")
+            level = "fail" if sev in ("critical", "major") else "warn"
+            out.append({"level": level, "subject": name, "device": name, "key": "pb.fault",
+                        "rank": (0 if level == "fail" else 1, 4 + SEV_ORDER.get(sev, 3) / 10),
+                        "args": {"code": f["code"], "meaning": f.get("meaning"), "sev": sev,
+                                 "since": f.get("since")}})
+    out.sort(key=lambda p: (p["rank"], p["subject"]))
+    for p in out:
+        del p["rank"]
+    return out
+
+
+def problem_text(p: dict, lang: str) -> str:
+    a = dict(p["args"])
+    if p["key"] == "pb.fault":
+        a["meaning"] = a["meaning"].get(lang) or a["meaning"].get("en") if isinstance(a["meaning"], dict) \
+            else (a["meaning"] or "")
+        a["sev"] = _sev(lang, a["sev"])
+        a["since"] = fmt_ts(a["since"])
+    elif p["key"] in ("pb.unavailable",):
+        a["since"] = fmt_ts(a["since"])
+    elif p["key"] == "pb.backlog_old":
+        a = {"age": age(a["age_s"], lang)}
+    return t(lang, p["key"], **a)
+
+
+def device_rank(st: dict) -> dict[str, tuple]:
+    """Devices with problems first (worst first), then the rest by name."""
+    worst: dict[str, tuple] = {}
+    for i, p in enumerate(problems(st)):
+        dev = p.get("device")
+        if dev and dev not in worst:
+            worst[dev] = (0, i)
+    return {d["name"]: worst.get(d["name"], (1, 0)) for d in st.get("devices") or []}
+
+
+def _counters(c: dict | None) -> list[str]:
+    if not c:
+        return ["-"] * 6
+    exc = sum(v for k, v in c.items() if k.startswith("exception"))
+    bad = c.get("decode_error", 0) + c.get("out_of_range", 0)
+    return [str(c.get("polls", 0)), str(c.get("ok", 0)), str(c.get("timeout", 0)),
+            str(c.get("crc", 0) + c.get("short_response", 0)), str(exc), str(bad)]
+
+
+def render_status(st: dict, lang: str, color: bool = False) -> str:
+    s = Style(color)
+    gw = st.get("gateway") or {}
+    d = st.get("daemon") or {}
+    now = st.get("ts")
+    site = f" ({gw['site']})" if gw.get("site") else ""
+    lines = [s.bold(t(lang, "st.title", gw=gw.get("id", "?"), site=site, ts=fmt_ts(now)))]
+    if not d.get("running"):
+        lines.append(s.red(t(lang, "st.down_title")))
+        rec = st.get("recorded") or {}
+        if rec.get("when"):
+            lines.append(t(lang, "st.recorded", path=rec.get("path"), when=fmt_ts(rec.get("when"))))
+        else:
+            lines.append(t(lang, "st.no_record", path=rec.get("path")))
+    lines.append("")
+
+    pbs = problems(st)
+    if pbs:
+        lines.append(s.bold(t(lang, "st.problems", n=len(pbs))))
+        rows = [[(t(lang, p["level"]), lambda x, lv=p["level"]: s.level(lv, x)), p["subject"],
+                 problem_text(p, lang)] for p in pbs]
+        lines += table(None, rows, style=s)
+    else:
+        lines.append(s.green(t(lang, "st.no_problems")))
+    lines.append("")
+
+    lines.append(s.bold(t(lang, "st.gateway")))
+    rows = []
+    if d.get("running"):
+        rows.append([t(lang, "st.daemon"), t(lang, "st.daemon_up", pid=d.get("pid"),
+                                             up=age(d.get("uptime_s"), lang), version=d.get("version"))])
+        br = st.get("broker") or {}
+        where = f"{br.get('host')}:{br.get('port')}" + (" TLS" if br.get("tls") else "")
+        if br.get("connected"):
+            rows.append([t(lang, "st.broker"), (t(lang, "st.broker_up", where=where, n=br.get("connects", 0)), s.green)])
+        else:
+            err = br.get("last_error")
+            rows.append([t(lang, "st.broker"), (t(lang, "st.broker_down", where=where,
+                                                  err=f" ({err})" if err else ""), s.red)])
+        synced = (st.get("clock") or {}).get("synced")
+        rows.append([t(lang, "st.clock"), (t(lang, "synced"), s.green) if synced else (t(lang, "not_synced"), s.yellow)])
+        ob = st.get("outbox") or {}
+        rows.append([t(lang, "st.backlog"), t(lang, "st.backlog_v", n=ob.get("backlog_msgs", 0),
+                                              size=size(ob.get("backlog_bytes")),
+                                              age=age(ob.get("oldest_age_s"), lang),
+                                              inflight=ob.get("inflight", 0))])
+        dropped = ob.get("dropped") or {}
+        rows.append([t(lang, "st.dropped"), t(lang, "st.dropped_v", **{k: dropped.get(k, 0) for k in
+                                                                        ("telemetry", "state", "event")})
+                     if any(dropped.values()) else t(lang, "none")])
+        health = ob.get("health") or "ok"
+        rows.append([t(lang, "st.store"), (health, s.green) if health == "ok" else
+                     (f"{health}: {ob.get('health_detail') or ''}", s.red)])
+        for name, b in sorted((st.get("buses") or {}).items()):
+            conn = t(lang, "connected") if b.get("connected") else t(lang, "disconnected")
+            rows.append([t(lang, "st.bus"), t(lang, "st.bus_v", name=name, conn=conn, requests=b.get("requests", 0),
+                                              timeouts=b.get("timeouts", 0), crc=b.get("crc_errors", 0),
+                                              exc=b.get("exceptions", 0))])
+    else:
+        rows.append([t(lang, "st.daemon"), (t(lang, "st.daemon_down", why=d.get("why") or "-"), s.red)])
+    lines += table(None, rows, style=s)
+    lines.append("")
+
+    devices = st.get("devices") or []
+    rank = device_rank(st)
+    devices = sorted(devices, key=lambda x: (rank.get(x["name"], (1, 0)), x["name"]))
+    lines.append(s.bold(t(lang, "st.devices")))
+    headers = [t(lang, k) for k in ("col.device", "col.model", "col.busunit", "col.avail", "col.last_good",
+                                    "col.age", "col.polls", "col.ok", "col.timeout", "col.crc", "col.exc",
+                                    "col.bad")]
+    rows = []
+    for dev in devices:
+        av = dev.get("availability") or "unknown"
+        av_cell = (t(lang, av), {"online": s.green, "unavailable": s.red}.get(av, s.yellow))
+        rows.append([dev["name"], dev.get("model", "-"), f"{dev.get('bus')}/{dev.get('unit')}", av_cell,
+                     fmt_ts(dev.get("last_good_ts")) if dev.get("last_good_ts") else t(lang, "never"),
+                     age(seconds_between(now, dev.get("last_good_ts")), lang)] + _counters(dev.get("counters")))
+    lines += table(headers, rows, right=set(range(6, 12)), style=s)
+
+    for dev in devices:
+        faults, states = dev.get("faults") or [], dev.get("states") or []
+        if not faults and not states:
+            continue
+        lines.append("")
+        lines.append(s.bold(f"{dev['name']} ({dev.get('model')}, {dev.get('bus')}/{dev.get('unit')})"))
+        for f in sorted(faults, key=lambda f: (SEV_ORDER.get(f.get("severity"), 9), f["code"])):
+            level = "fail" if f.get("severity") in ("critical", "major") else "warn"
+            head = t(lang, "st.fault_head", code=f["code"], sev=_sev(lang, f.get("severity")),
+                     since=fmt_ts(f.get("since")), age=age(seconds_between(now, f.get("since")), lang),
+                     ref=f.get("ref") or "-")
+            lines.append("  " + s.level(level, head))
+            if f.get("flapping"):
+                lines.append("    " + s.yellow(t(lang, "st.flapping")))
+            cleared = f.get("cleared_by") or {}
+            card = cleared.get("code")
+            rows = [[t(lang, "st.meaning"), _text(f, "meaning", lang)],
+                    [t(lang, "st.do_first"), _text(f, "remedy", lang)],
+                    [t(lang, "st.cleared_by"), (cleared.get(lang) or cleared.get("en") or "")
+                     + (f" [{card}]" if card else "")]]
+            lines += table(None, rows, indent=4, style=s)
+        for f in states:
+            lines.append("  " + t(lang, "st.state", code=f["code"], meaning=_text(f, "meaning", lang)))
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- explain
+
+def explain_dict(model, fault) -> dict:
+    def text(x):
+        return {"meaning": x.meaning, "causes": list(x.causes), "remedy": list(x.remedy),
+                "cleared_by": x.cleared_by}
+    return {
+        "model": model.id, "model_name": {"en": model.name_en, "zh": model.name_zh},
+        "code": fault.code, "kind": fault.kind, "severity": fault.severity,
+        "valve_closed": fault.valve_closed, "site_visit": fault.site_visit, "debounce": fault.debounce,
+        "ref": fault.ref, "trigger": dict(fault.trigger),
+        "cleared_by": fault.cleared_by, "en": text(fault.en), "zh": text(fault.zh),
+    }
+
+
+def render_explain(e: dict, lang: str, color: bool = False) -> str:
+    s = Style(color)
+    x = e[lang]
+    level = "fail" if e["severity"] in ("critical", "major") else "warn"
+    lines = [s.bold(f"{e['model']}  {e['model_name'][lang]}"),
+             s.level(level, e["code"]) + "  " + t(
+                 lang, "ex.flags", sev=_sev(lang, e["severity"]), kind=t(lang, f"ex.kind.{e['kind']}"),
+                 valve=t(lang, "ex.valve_closed" if e["valve_closed"] else "ex.valve_open"),
+                 visit=t(lang, "yes" if e["site_visit"] else "no"), ref=e["ref"], debounce=e["debounce"]),
+             "", s.bold(t(lang, "ex.meaning")), "  " + x["meaning"], "", s.bold(t(lang, "ex.causes"))]
+    lines += [f"  {i}. {c}" for i, c in enumerate(x["causes"], 1)]
+    lines += ["", s.bold(t(lang, "ex.remedy"))]
+    lines += [f"  {i}. {r}" for i, r in enumerate(x["remedy"], 1)]
+    lines += ["", s.bold(t(lang, "ex.cleared_by")), f"  {x['cleared_by']} [{e['cleared_by']}]",
+              "", s.bold(t(lang, "ex.trigger")),
+              "  " + ", ".join(f"{k} = {fmt_num(v)}" for k, v in e["trigger"].items())]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- faults
+
+def render_faults(data: dict, lang: str, color: bool = False) -> str:
+    s = Style(color)
+    lines = []
+    if data.get("note"):
+        lines += [s.yellow(data["note"]), ""]
+    active = [dv for dv in data.get("active") or [] if dv.get("faults") or dv.get("states")]
+    n = sum(len(dv.get("faults") or []) for dv in active)
+    lines.append(s.bold(t(lang, "fl.active", n=n) if n else t(lang, "fl.no_active")))
+    now = data.get("ts")
+    for dv in active:
+        lines.append(s.bold(f"{dv['name']} ({dv.get('model')}, {dv.get('bus')}/{dv.get('unit')})"))
+        for f in dv.get("faults") or []:
+            level = "fail" if f.get("severity") in ("critical", "major") else "warn"
+            lines.append("  " + s.level(level, t(
+                lang, "st.fault_head", code=f["code"], sev=_sev(lang, f.get("severity")),
+                since=fmt_ts(f.get("since")), age=age(seconds_between(now, f.get("since")), lang),
+                ref=f.get("ref") or "-")))
+            lines.append(f"    {t(lang, 'st.meaning')}: {_text(f, 'meaning', lang)}")
+            steps = (f.get("remedy_steps") or {}).get(lang) or [_text(f, "remedy", lang)]
+            lines.append(f"    {t(lang, 'fl.remedy')}:")
+            lines += [f"      {i}. {r}" for i, r in enumerate(steps, 1)]
+            cleared = f.get("cleared_by") or {}
+            lines.append(f"    {t(lang, 'st.cleared_by')}: {cleared.get(lang) or ''}"
+                         + (f" [{cleared['code']}]" if cleared.get("code") else ""))
+        for f in dv.get("states") or []:
+            lines.append("  " + t(lang, "st.state", code=f["code"], meaning=_text(f, "meaning", lang)))
+    lines.append("")
+    hist = data.get("history") or []
+    if not hist:
+        lines.append(s.bold(t(lang, "fl.no_history")))
+    else:
+        lines.append(s.bold(t(lang, "fl.history", n=len(hist))))
+        rows = []
+        for h in reversed(hist):
+            state = h.get("state")
+            rows.append([fmt_ts(h.get("ts")), h.get("device", "-"), h.get("code", "-"),
+                         (t(lang, state) if state in ("raised", "cleared") else str(state),
+                          s.red if state == "raised" else s.green),
+                         _sev(lang, h.get("severity")), _text(h, "meaning", lang)])
+        lines += table([t(lang, k) for k in ("col.time", "col.device", "col.code", "col.event",
+                                             "col.severity", "col.meaning")], rows, style=s)
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- scan / read
+
+def progress_line(p: dict, lang: str, cols: int = 80) -> str:
+    done, total = p["done"], max(1, p["total"])
+    bar_w = 24
+    fill = int(bar_w * done / total)
+    eta = age(p.get("eta_s"), lang) if p.get("eta_s") is not None else "-"
+    text = t(lang, "sc.progress", unit=p["unit"], done=done, total=p["total"], found=p["found"], eta=eta)
+    line = f"[{'#' * fill}{'-' * (bar_w - fill)}] {text}"
+    return line[:max(20, cols - 1)]
+
+
+def via_text(r: dict, lang: str) -> str:
+    if r.get("via") == "daemon":
+        return t(lang, "via.daemon")
+    if r.get("via") == "direct_idle":
+        return t(lang, "via.direct_idle", bus=r.get("bus"), port=r.get("port"))
+    return t(lang, "via.direct", port=r.get("port"))
+
+
+def render_scan(r: dict, lang: str, color: bool = False) -> str:
+    s = Style(color)
+    lines = [s.bold(t(lang, "sc.title", bus=r["bus"], port=r.get("port"), first=r["first"], last=r["last"])),
+             s.dim(via_text(r, lang)), ""]
+    rows = []
+    for u in r.get("found") or []:
+        if u.get("model"):
+            ident = f"{t(lang, u['ident']['function'])} {u['ident']['address']} = {u['ident']['value']}"
+            model = (u["model"], s.green)
+        else:
+            ident = t(lang, "sc.unknown_model")
+            model = ("?", s.yellow)
+        conf = u.get("configured_as") or t(lang, "sc.not_configured")
+        ms = u.get("response_ms")
+        rows.append([str(u["unit"]), model, ident, conf, f"{ms:.0f} ms" if ms is not None else "-"])
+    if rows:
+        lines += table([t(lang, k) for k in ("col.unit", "col.model", "col.identified", "col.configured",
+                                             "col.response")], rows, right={0}, style=s)
+        lines.append("")
+    total = r["last"] - r["first"] + 1
+    lines.append(t(lang, "sc.summary", n=len(r.get("found") or []), total=total,
+                   elapsed=age(r.get("elapsed_s"), lang) if (r.get("elapsed_s") or 0) >= 1
+                   else f"{(r.get('elapsed_s') or 0):.1f} s"))
+    if not r.get("found"):
+        lines.append(s.yellow(t(lang, "sc.none")))
+    return "\n".join(lines) + "\n"
+
+
+def _ascii(reg: int) -> str:
+    return "".join(chr(b) if 32 <= b < 127 else "." for b in (reg >> 8, reg & 0xFF))
+
+
+def render_read(r: dict, lang: str, color: bool = False) -> str:
+    s = Style(color)
+    first, count = r["address"], r["count"]
+    lines = [s.bold(t(lang, "rd.title", bus=r["bus"], unit=r["unit"], function=t(lang, r["function"]),
+                      first=first, last=first + count - 1)), s.dim(via_text(r, lang)), ""]
+    regs = r.get("registers")
+    if regs is None:
+        lines.append(s.red(t(lang, "rd.failed", why=r.get("failure"))))
+        return "\n".join(lines) + "\n"
+    rows = [[str(first + i), f"0x{v:04X}", str(v), str(v - 0x10000 if v & 0x8000 else v), _ascii(v)]
+            for i, v in enumerate(regs)]
+    lines += table([t(lang, k) for k in ("col.addr", "col.hex", "col.dec", "col.int16", "col.ascii")],
+                   rows, right={0, 2, 3}, style=s)
+    lines += ["", t(lang, "rd.decoded", addr=first, n=len(regs))]
+    orders = ["ABCD", "CDAB", "BADC", "DCBA"]
+    by_type: dict[str, dict[str, str]] = {}
+    for item in r.get("decoded") or []:
+        cell = fmt_num(item["value"]) if "value" in item else t(lang, "rd.bad")
+        if isinstance(item.get("value"), str):
+            cell = repr(item["value"])
+        by_type.setdefault(item["type"], {})[item["order"]] = cell
+    rows = [[typ] + [cells.get(o, "") for o in orders] for typ, cells in by_type.items()]
+    lines += table([t(lang, "col.type")] + orders, rows, style=s)
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- watch
+
+def watch_values(values: dict, limit: int | None = None) -> str:
+    items = list(values.items())[:limit]
+    return "  ".join(f"{k}={fmt_num(v)}" for k, v in items)
+
+
+def watch_row(ev: dict, lang: str, limit: int | None = None) -> list:
+    av = ev.get("availability") or "unknown"
+    flags = ",".join([f["code"] if isinstance(f, dict) else f for f in ev.get("faults") or []]
+                     + [f"({c})" for c in ev.get("states") or []]) or "-"
+    return [ev["device"], t(lang, av), fmt_ts(ev.get("ts"))[11:19] if ev.get("ts") else "-",
+            ev.get("error") or "ok", flags, watch_values(ev.get("values") or {}, limit)]
+
+
+def render_watch_table(events: dict[str, dict], lang: str, color: bool = False, lost: int = 0) -> list[str]:
+    s = Style(color)
+    rows = []
+    for name in sorted(events):
+        r = watch_row(events[name], lang, limit=6)
+        av = events[name].get("availability")
+        r[1] = (r[1], {"online": s.green, "unavailable": s.red}.get(av, s.yellow))
+        if r[4] != "-" and events[name].get("faults"):
+            r[4] = (r[4], s.red)
+        rows.append(r)
+    headers = [t(lang, "col.device"), t(lang, "col.avail"), t(lang, "col.time"), "", t(lang, "col.faults"),
+               t(lang, "col.values")]
+    out = table(headers, rows, indent=0, style=s)
+    if lost:
+        out.append(s.dim(t(lang, "wt.lost", n=lost)))
+    return out
+
+
+def watch_line(ev: dict, lang: str) -> str:
+    r = watch_row(ev, lang)
+    ts = ev.get("ts") or ""
+    return f"{ts} {r[0]} {r[1]} {r[3]} faults={r[4]} {r[5]}".rstrip()
+
+
+# --------------------------------------------------------------------------- diag
+
+def check_label(c: dict, lang: str) -> str:
+    return t(lang, f"dg.check.{c['check']}", **(c.get("label_args") or {}))
+
+
+def check_text(c: dict, lang: str) -> str:
+    """A check's args are language-neutral: `<name>_key` names a phrase to
+    word in `lang`, `up_s`/`age_s` are durations; the rest is used as is."""
+    a = dict(c.get("args") or {})
+    tail = ""
+    for k in list(a):
+        if k.endswith("_key"):
+            v = a.pop(k)
+            if k == "rec_key":
+                tail = t(lang, v) if v else ""
+            else:
+                a[k[:-4]] = t(lang, v, **a) if v else ""
+        elif k in ("up_s", "age_s"):
+            a[k[:-2]] = age(a.pop(k), lang)
+    return t(lang, c["key"], **a) + tail
+
+
+def verdict(checks: list[dict]) -> dict:
+    fails = [c for c in checks if c["level"] == "fail"]
+    warns = [c for c in checks if c["level"] == "warn"]
+    first = (fails or warns or [None])[0]
+    return {"level": "fail" if fails else "warn" if warns else "pass",
+            "fails": len(fails), "warns": len(warns), "checks": len(checks),
+            "first": first}
+
+
+def verdict_text(checks: list[dict], lang: str) -> str:
+    v = verdict(checks)
+    first = v["first"]
+    sep = "：" if lang == "zh" else ": "
+    what = f"{check_label(first, lang)}{sep}{check_text(first, lang)}" if first else ""
+    if v["level"] == "fail":
+        return t(lang, "dg.verdict_fail", f=v["fails"], w=v["warns"], first=what)
+    if v["level"] == "warn":
+        return t(lang, "dg.verdict_warn", w=v["warns"], first=what)
+    return t(lang, "dg.verdict_ok", n=v["checks"])
+
+
+def render_diag(r: dict, lang: str, color: bool = False) -> str:
+    s = Style(color)
+    lines = [s.bold(t(lang, "dg.title", gw=r.get("gateway") or "?", ts=fmt_ts(r.get("ts")))), ""]
+    rows = [[(t(lang, c["level"]), lambda x, lv=c["level"]: s.level(lv, x)), check_label(c, lang),
+             check_text(c, lang)] for c in r["checks"]]
+    lines += table(None, rows, style=s)
+    lines.append("")
+    level = verdict(r["checks"])["level"]
+    lines.append(s.level(level, verdict_text(r["checks"], lang)))
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- config check
+
+def render_config_check(path: str, problems_: list[str], lang: str, color: bool = False) -> str:
+    s = Style(color)
+    lines = [s.bold(t(lang, "cc.title", path=path)), ""]
+    if problems_:
+        rows = [[(t(lang, "fail"), s.red), p] for p in problems_]
+        lines += table(None, rows, style=s)
+        lines += ["", s.red(t(lang, "cc.bad", n=len(problems_)))]
+    else:
+        lines.append(s.green(t(lang, "cc.ok")))
+    return "\n".join(lines) + "\n"
