@@ -13,6 +13,7 @@ the broker and deletes a message only when the broker acknowledges it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 import logging
 import os
 import signal
@@ -36,6 +37,8 @@ STATUS_INTERVAL_S = 60.0
 STATE_FLUSH_INTERVAL_S = 60.0
 SHUTDOWN_DRAIN_S = 3.0
 HOUSEKEEPING_S = 5.0
+PUMP_GATHER_S = 0.01
+STATE_REFRESH_S = 30.0
 STATUS_BACKLOG_INTERVAL_S = 10.0
 
 
@@ -74,6 +77,9 @@ class Publisher:
     async def run(self) -> None:
         while not self._stopping:
             await self._wake.wait()
+            # Let acks and commits of the next few ms gather: each batch is one
+            # synced commit in the outbox (seq assignment).
+            await asyncio.sleep(PUMP_GATHER_S)
             self._wake.clear()
             self.pump()
 
@@ -108,6 +114,49 @@ class Publisher:
         self._wake.set()
 
 
+class GroupCommit:
+    """Readings of all buses within a few milliseconds go into the outbox in
+    one transaction: one SD-card sync per window instead of one per poll.
+
+    A crash can lose only what was read in the last window and not yet
+    committed, which is the same as having crashed a moment earlier: nothing
+    that was stored is lost, and a reading's messages and the interpreter
+    snapshot that goes with them always commit together.
+    """
+
+    WINDOW_S = 0.02
+    MAX_PENDING = 500
+
+    def __init__(self, outbox: Outbox, after: "Callable[[], None]") -> None:
+        self.outbox = outbox
+        self.after = after
+        self.msgs: list[Message] = []
+        self.kv: dict = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self.commits = 0
+
+    def add(self, msgs: list[Message], kv: dict | None) -> None:
+        self.msgs.extend(msgs)
+        if kv:
+            self.kv.update(kv)
+        if len(self.msgs) >= self.MAX_PENDING:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.WINDOW_S, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self.msgs and not self.kv:
+            return
+        msgs, kv = self.msgs, self.kv
+        self.msgs, self.kv = [], {}
+        self.outbox.put(msgs, kv=kv or None)
+        self.commits += 1
+        self.after()
+
+
 class Daemon:
     def __init__(self, cfg: Config, models: dict | None = None) -> None:
         self.cfg = cfg
@@ -128,6 +177,7 @@ class Daemon:
         self.doors = None  # gateway.doors.DoorSite once a door controller is configured
         self._status_mono = 0.0
         self._status_seq: int | None = None
+        self._state_sent: dict[str, tuple] = {}
         self._status_mid: int | None = None
         self.control: ControlServer | None = None
 
@@ -197,9 +247,19 @@ class Daemon:
             msgs.append(Message(self.topics.event(d.name), body, Priority.EVENT))
             log.warning("device %s: fault %s %s", d.name, ev.code, ev.state) if ev.state == "raised" \
                 else log.info("device %s: fault %s %s", d.name, ev.code, ev.state)
-        msgs.append(Message(self.topics.state(d.name),
-                            payloads.state(d, self.bus_of[d.name], interp.active()),
-                            Priority.STATE, retain=True))
+        # Retained state when something a consumer acts on changed, and at
+        # least every STATE_REFRESH_S for the values; telemetry carries every
+        # reading. This halves the messages per poll.
+        active = interp.active()
+        sig = (d.available, d.last_error, tuple(sorted((c, bool(i.get("flapping")))
+                                                       for c, i in active.items())))
+        now = time.monotonic()
+        last_sig, last_at = self._state_sent.get(d.name, (None, -1e9))
+        if sig != last_sig or now - last_at >= STATE_REFRESH_S:
+            msgs.append(Message(self.topics.state(d.name),
+                                payloads.state(d, self.bus_of[d.name], active),
+                                Priority.STATE, retain=True))
+            self._state_sent[d.name] = (sig, now)
         kv = None
         if events:
             # The interpreter's memory commits with its events: a crash cannot
@@ -207,12 +267,12 @@ class Daemon:
             snap = interp.snapshot()
             kv = {f"interp/{d.name}": snap}
             self._snap_saved[d.name] = snap
-        self.outbox.put(msgs, kv=kv)
-        self.publisher.wake()
+        self.commit.add(msgs, kv)
         if self.control is not None:
             self.control.observe(d, reading, events)   # history file, live watchers
 
     def _save_snapshots(self) -> None:
+        self.commit.flush()
         kv = {}
         for name, interp in self.interps.items():
             snap = interp.snapshot()
@@ -324,6 +384,7 @@ class Daemon:
         self._open_stores()
         self._build()
         self.publisher = Publisher(self.outbox, self.cfg.outbox.inflight)
+        self.commit = GroupCommit(self.outbox, self.publisher.wake)
         self.control = ControlServer(self)
         self.link = MqttLink(self.cfg.mqtt, will=self._will, on_up=self._on_up,
                              on_down=self._down, on_ack=self._acked,
@@ -368,6 +429,7 @@ class Daemon:
             b.stop()
         bus_tasks = [t for t in tasks if t.get_name().startswith("bus:")]
         await asyncio.wait(bus_tasks, timeout=5.0) if bus_tasks else None
+        self.commit.flush()
         self.publisher.pump()
         await self.publisher.drain(SHUTDOWN_DRAIN_S)
         last = None
