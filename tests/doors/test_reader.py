@@ -3,6 +3,7 @@ clears, replacement, a ring moving under the read, unreadable records, clock
 skew, crashes between reading and storing, bounded polls, and the view."""
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 
@@ -334,6 +335,7 @@ def test_doorlog_view_live_and_from_the_state_folder(tmp_path):
     rig.start()
     rig.poll_until_caught_up()
     live = rig.site.view("door-1")
+    json.dumps(live)                                       # the control socket sends it as is
     assert live["source"] == "daemon" and live["epoch"] == 1 and live["serial"] == "DC000001"
     assert live["cursor"]["last_index"] == 50
     assert live["controller_status"]["unread"] == 0
