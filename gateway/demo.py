@@ -96,8 +96,9 @@ def live_view(port: int, stop: threading.Event) -> None:
             states = ",".join(body.get("states", [])) or "-"
             print(f"{stamp} {topic:<22} {body.get('availability')} faults={faults} states={states}",
                   flush=True)
-        elif topic.endswith("/status"):
-            print(f"{stamp} {topic:<22} online={body.get('online')} backlog="
+        elif msg.topic.endswith("/status"):
+            topic = "status"
+            print(f"{stamp} {'gateway/status':<22} online={body.get('online')} backlog="
                   f"{(body.get('backlog') or {}).get('backlog_msgs')}", flush=True)
 
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="edgegw-demo-view")
