@@ -196,7 +196,7 @@ def recorded_status(cfg, models, why: str) -> dict:
     path = Path(cfg.gateway.state_dir) / "state.json"
     body = payloads.envelope()
     body.update({
-        "daemon": {"running": False, "why": why},
+        "daemon": {"running": False, "why": why, "socket": str(socket_path(cfg.gateway.state_dir))},
         "gateway": {"id": cfg.gateway.id, "site": cfg.gateway.site, "language": cfg.gateway.language},
         "recorded": {"path": str(path), "when": None},
         "devices": [],
@@ -266,9 +266,11 @@ class RequestError(Exception):
 
 Send = Callable[[dict], Awaitable[None]]
 
-# The door-controller issue plugs in here: an async callable (daemon, args) ->
-# result dict. Until it is registered every door-log request answers
-# "not configured", over the socket and over MQTT alike.
+# Door logs: the daemon's door controllers answer through
+# gateway.doors.doorlog_view; a site with none answers "not configured", over
+# the socket and over MQTT alike. A provider registered here (an async
+# callable (daemon, args) -> dict) takes precedence, for tests and for a
+# door integration that wants to answer differently.
 _doorlog_provider: Callable[[object, dict], Awaitable[dict]] | None = None
 
 
@@ -449,7 +451,8 @@ class ControlServer:
                     req_id = None
                     raise RequestError("bad_request", "id must be a string, a number or null")
                 cmd = req.get("cmd")
-                args = req.get("args") or {}
+                args = req.get("args")
+                args = {} if args is None else args
                 if not isinstance(cmd, str):
                     raise RequestError("bad_request", "cmd must be a string")
                 if not isinstance(args, dict):
@@ -539,9 +542,18 @@ class ControlServer:
         raise RequestError("unknown_device", f"device {name!r} is not polled")
 
     async def h_doorlog(self, args, send) -> dict:
-        if _doorlog_provider is None:
+        controller = args.get("controller")
+        if not isinstance(controller, str) or not controller:
+            raise RequestError("bad_args", "controller: expected a door controller's device name")
+        if _doorlog_provider is not None:
+            return await _doorlog_provider(self.daemon, args)
+        if getattr(self.daemon, "doors", None) is None:
             raise RequestError("not_configured", "not configured")
-        return await _doorlog_provider(self.daemon, args)
+        from .doors import doorlog_view
+        try:
+            return doorlog_view(self.daemon, controller)
+        except KeyError as exc:
+            raise RequestError("unknown_controller", str(exc.args[0] if exc.args else exc)) from None
 
     async def h_read(self, args, send) -> dict:
         from .diag import read_registers

@@ -65,6 +65,8 @@ S: dict[str, tuple[str, str]] = {
     "st.daemon_up": ("running (pid {pid}), up {up}, version {version}",
                      "运行中（pid {pid}），已运行 {up}，版本 {version}"),
     "st.daemon_down": ("not running ({why})", "未运行（{why}）"),
+    "st.no_answer": ("no answer on {sock}", "{sock} 无应答"),
+    "ok_word": ("ok", "正常"),
     "st.broker_up": ("{where} connected, {n} connect(s)", "{where} 已连接，累计连接 {n} 次"),
     "st.broker_down": ("{where} NOT connected{err}", "{where} 未连接{err}"),
     "st.backlog_v": ("{n} messages ({size}), oldest {age}, {inflight} in flight",

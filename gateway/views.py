@@ -201,7 +201,8 @@ def problems(st: dict) -> list[dict]:
         name = dev["name"]
         if dev.get("availability") == "unavailable":
             key = "pb.unavailable" if dev.get("last_good_ts") else "pb.never"
-            out.append({"level": "fail", "subject": name, "device": name, "key": key, "rank": (0, 5),
+            # after a critical fault (gas), before the rest: a silent device tells us nothing
+            out.append({"level": "fail", "subject": name, "device": name, "key": key, "rank": (0, 4.05),
                         "args": {"since": dev.get("last_good_ts"), "err": dev.get("last_error") or "-"}})
         for f in dev.get("faults") or []:
             sev = f.get("severity")
@@ -214,6 +215,14 @@ def problems(st: dict) -> list[dict]:
     for p in out:
         del p["rank"]
     return out
+
+
+_SUBJECTS = {"clock": "st.clock", "mqtt": "st.broker", "outbox": "st.backlog"}
+
+
+def problem_subject(p: dict, lang: str) -> str:
+    key = None if p.get("device") else _SUBJECTS.get(p["subject"])
+    return t(lang, key) if key else p["subject"]
 
 
 def problem_text(p: dict, lang: str) -> str:
@@ -268,7 +277,7 @@ def render_status(st: dict, lang: str, color: bool = False) -> str:
     pbs = problems(st)
     if pbs:
         lines.append(s.bold(t(lang, "st.problems", n=len(pbs))))
-        rows = [[(t(lang, p["level"]), lambda x, lv=p["level"]: s.level(lv, x)), p["subject"],
+        rows = [[(t(lang, p["level"]), lambda x, lv=p["level"]: s.level(lv, x)), problem_subject(p, lang),
                  problem_text(p, lang)] for p in pbs]
         lines += table(None, rows, style=s)
     else:
@@ -300,7 +309,7 @@ def render_status(st: dict, lang: str, color: bool = False) -> str:
                                                                         ("telemetry", "state", "event")})
                      if any(dropped.values()) else t(lang, "none")])
         health = ob.get("health") or "ok"
-        rows.append([t(lang, "st.store"), (health, s.green) if health == "ok" else
+        rows.append([t(lang, "st.store"), (t(lang, "ok_word"), s.green) if health == "ok" else
                      (f"{health}: {ob.get('health_detail') or ''}", s.red)])
         for name, b in sorted((st.get("buses") or {}).items()):
             conn = t(lang, "connected") if b.get("connected") else t(lang, "disconnected")
@@ -308,7 +317,8 @@ def render_status(st: dict, lang: str, color: bool = False) -> str:
                                               timeouts=b.get("timeouts", 0), crc=b.get("crc_errors", 0),
                                               exc=b.get("exceptions", 0))])
     else:
-        rows.append([t(lang, "st.daemon"), (t(lang, "st.daemon_down", why=d.get("why") or "-"), s.red)])
+        why = t(lang, "st.no_answer", sock=d["socket"]) if d.get("socket") else d.get("why") or "-"
+        rows.append([t(lang, "st.daemon"), (t(lang, "st.daemon_down", why=why), s.red)])
     lines += table(None, rows, style=s)
     lines.append("")
 
@@ -571,6 +581,8 @@ def check_text(c: dict, lang: str) -> str:
                 a[k[:-4]] = t(lang, v, **a) if v else ""
         elif k in ("up_s", "age_s"):
             a[k[:-2]] = age(a.pop(k), lang)
+        elif k == "ts" and parse_iso(a[k]) is not None:
+            a[k] = fmt_ts(a[k])
     return t(lang, c["key"], **a) + tail
 
 
