@@ -251,7 +251,8 @@ class Daemon:
         # least every STATE_REFRESH_S for the values; telemetry carries every
         # reading. This halves the messages per poll.
         active = interp.active()
-        sig = (d.available, d.last_error, tuple(sorted((c, bool(i.get("flapping")))
+        sig = (d.available, d.last_error, d.last_values.get("log_epoch"),
+               tuple(sorted((c, bool(i.get("flapping")))
                                                        for c, i in active.items())))
         now = time.monotonic()
         last_sig, last_at = self._state_sent.get(d.name, (None, -1e9))

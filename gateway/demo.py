@@ -87,6 +87,11 @@ def live_view(port: int, stop: threading.Event) -> None:
         if topic.endswith("/telemetry"):
             vals = "  ".join(f"{k}={_fmt(v)}" for k, v in body.get("values", {}).items())
             print(f"{stamp} {topic:<22} seq={body.get('seq')} {vals}", flush=True)
+        elif topic.endswith("/event") and body.get("type") != "fault":
+            what = body.get("event") or body.get("code") or body.get("type")
+            extra = " ".join(f"{k}={body[k]}" for k in ("door", "card", "holder_type", "card_valid", "range")
+                             if k in body)
+            print(f"{stamp} {topic:<22} seq={body.get('seq')} {what} {extra}", flush=True)
         elif topic.endswith("/event"):
             meaning = body.get("meaning", {}).get("en", "")
             print(f"{stamp} {topic:<22} seq={body.get('seq')} {body.get('code')} {body.get('state')}"

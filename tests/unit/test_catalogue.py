@@ -77,7 +77,7 @@ COVERAGE: dict[str, list[str]] = {
 }
 
 IDENTIFY = {"meihua-ic": 1001, "qianfeng-ic": 1101, "mhcg": 2001, "turbine-evc": 3001,
-            "gas-alarm": 4001, "gas-alarm-controller": 4101}
+            "gas-alarm": 4001, "gas-alarm-controller": 4101, "door-controller": 5001}
 
 MODELS = load_models()
 FAULTS = [(m, f) for m in sorted(MODELS) for f in MODELS[m].faults]
