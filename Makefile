@@ -6,11 +6,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: demo test sysdeps install firmware-deps bench clean
 
 # Mosquitto (the local broker for the demo and the tests) and socat
-# (pseudo-terminal pairs standing in for RS-485 adapters) come from Debian.
+# (pseudo-terminal pairs standing in for RS-485 adapters) come from Debian;
+# openssl makes the test certificates for the TLS test.
 sysdeps:
 	@missing=""; \
 	{ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; } || missing="$$missing mosquitto"; \
 	command -v socat >/dev/null || missing="$$missing socat"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing from Debian"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
