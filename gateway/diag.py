@@ -212,7 +212,9 @@ async def with_port(state_dir, bus_cfg, fn):
         bus.lock_path = str(lock_path(state_dir, bus_cfg.name))
     if not await bus.open():
         bus.close()
-        raise PortError(bus.stats.last_connect_error or "connect failed")
+        why = bus.stats.last_connect_error or "connect failed"
+        # the bus words it for the daemon's log ("<port>: why"); the CLI names the port itself
+        raise PortError(why[len(bus_cfg.port) + 2:] if why.startswith(f"{bus_cfg.port}: ") else why)
     try:
         return await fn(bus)
     finally:

@@ -39,6 +39,7 @@ S: dict[str, tuple[str, str]] = {
 
     # -- ages -----------------------------------------------------------------
     "age.s": ("{s} s", "{s}秒"),
+    "age.fs": ("{s:.1f} s", "{s:.1f}秒"),
     "age.m": ("{m} min", "{m}分钟"),
     "age.hm": ("{h} h {m} min", "{h}小时{m}分"),
     "age.dh": ("{d} d {h} h", "{d}天{h}小时"),
@@ -174,6 +175,7 @@ S: dict[str, tuple[str, str]] = {
     # -- watch -------------------------------------------------------------------------
     "wt.title": ("edgegw watch: {n} device(s), Ctrl-C to stop", "edgegw 实时监视：{n} 台设备，Ctrl-C 退出"),
     "col.values": ("VALUES", "数值"),
+    "col.read": ("READ", "读取"),
     "col.faults": ("FAULTS / STATES", "故障/状态"),
     "wt.lost": ("({n} updates skipped: terminal too slow)", "（跳过 {n} 次更新：终端过慢）"),
 

@@ -417,12 +417,13 @@ def render_faults(data: dict, lang: str, color: bool = False) -> str:
                 lang, "st.fault_head", code=f["code"], sev=_sev(lang, f.get("severity")),
                 since=fmt_ts(f.get("since")), age=age(seconds_between(now, f.get("since")), lang),
                 ref=f.get("ref") or "-")))
-            lines.append(f"    {t(lang, 'st.meaning')}: {_text(f, 'meaning', lang)}")
+            colon = "：" if lang == "zh" else ": "
+            lines.append(f"    {t(lang, 'st.meaning')}{colon}{_text(f, 'meaning', lang)}")
             steps = (f.get("remedy_steps") or {}).get(lang) or [_text(f, "remedy", lang)]
-            lines.append(f"    {t(lang, 'fl.remedy')}:")
+            lines.append(f"    {t(lang, 'fl.remedy')}{colon.rstrip()}")
             lines += [f"      {i}. {r}" for i, r in enumerate(steps, 1)]
             cleared = f.get("cleared_by") or {}
-            lines.append(f"    {t(lang, 'st.cleared_by')}: {cleared.get(lang) or ''}"
+            lines.append(f"    {t(lang, 'st.cleared_by')}{colon}{cleared.get(lang) or ''}"
                          + (f" [{cleared['code']}]" if cleared.get("code") else ""))
         for f in dv.get("states") or []:
             lines.append("  " + t(lang, "st.state", code=f["code"], meaning=_text(f, "meaning", lang)))
@@ -486,7 +487,7 @@ def render_scan(r: dict, lang: str, color: bool = False) -> str:
     total = r["last"] - r["first"] + 1
     lines.append(t(lang, "sc.summary", n=len(r.get("found") or []), total=total,
                    elapsed=age(r.get("elapsed_s"), lang) if (r.get("elapsed_s") or 0) >= 1
-                   else f"{(r.get('elapsed_s') or 0):.1f} s"))
+                   else t(lang, "age.fs", s=r.get("elapsed_s") or 0.0)))
     if not r.get("found"):
         lines.append(s.yellow(t(lang, "sc.none")))
     return "\n".join(lines) + "\n"
@@ -547,7 +548,7 @@ def render_watch_table(events: dict[str, dict], lang: str, color: bool = False, 
         if r[4] != "-" and events[name].get("faults"):
             r[4] = (r[4], s.red)
         rows.append(r)
-    headers = [t(lang, "col.device"), t(lang, "col.avail"), t(lang, "col.time"), "", t(lang, "col.faults"),
+    headers = [t(lang, "col.device"), t(lang, "col.avail"), t(lang, "col.time"), t(lang, "col.read"), t(lang, "col.faults"),
                t(lang, "col.values")]
     out = table(headers, rows, indent=0, style=s)
     if lost:
