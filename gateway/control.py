@@ -35,8 +35,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import clock, payloads
+
+if TYPE_CHECKING:
+    from .config import Config
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +143,8 @@ def fault_entry(code: str, info: dict, model) -> dict:
 
 
 def split_active(active: dict, model) -> tuple[list[dict], list[dict]]:
-    faults, states = [], []
+    faults: list[dict] = []
+    states: list[dict] = []
     for code, info in sorted(active.items()):
         item = fault_entry(code, info or {}, model)
         (states if item.get("kind") == "state" else faults).append(item)
@@ -384,7 +389,8 @@ class ControlServer:
         daemon = self.daemon
         rt = daemon.runtimes[name]
         active = daemon.interps[name].active()
-        faults, states = [], []
+        faults: list[str] = []
+        states: list[str] = []
         for code in sorted(active):
             try:
                 kind = rt.model.fault(code).kind
@@ -405,6 +411,7 @@ class ControlServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
+        assert task is not None
         self._clients.add(task)
         try:
             if len(self._clients) > MAX_CLIENTS:
@@ -715,6 +722,7 @@ class ControlClient:
         self.close()
 
     def _line(self) -> dict:
+        assert self._sock is not None
         while b"\n" not in self._buf:
             try:
                 chunk = self._sock.recv(65536)
@@ -729,6 +737,7 @@ class ControlClient:
     def send(self, cmd: str, args: dict | None = None) -> int:
         self._n += 1
         req = {"id": self._n, "cmd": cmd, "args": args or {}}
+        assert self._sock is not None
         try:
             self._sock.sendall(json.dumps(req).encode() + b"\n")
         except OSError as exc:
@@ -777,11 +786,11 @@ class ControlClient:
 @dataclass
 class Site:
     path: str
-    cfg: object | None
+    cfg: Config
     models: dict
     lang: str
     color: bool
-    state_dir: Path | None
+    state_dir: Path
 
     @property
     def socket(self) -> Path:
@@ -795,27 +804,70 @@ def err(msg: str) -> None:
     print(f"edgegw: {msg}", file=sys.stderr)
 
 
+_SECRETS = ("mqtt.credentials_file", "mqtt.tls")
+
+
+def load_cfg(path: str, models: dict):
+    """The site config for a field command: (config, problems).
+
+    The MQTT password and the TLS key are the service user's (mode 0600), so
+    a member of group edgegw cannot read them; the commands need neither (the
+    daemon, which can, talks to the broker). When those unreadable files are
+    the only problems, the rest of the config is used as is."""
+    from .config import ConfigError, load_config
+    try:
+        return load_config(path, known_models=models.keys()), []
+    except ConfigError as exc:
+        problems = exc.problems
+    if not all(p.startswith(_SECRETS) and "cannot be read" in p for p in problems):
+        return None, problems
+    return _without_secrets(path, models), problems
+
+
+def _without_secrets(path: str, models: dict):
+    import tomllib
+
+    from . import config as C
+
+    class Checker(C._Checker):
+        def existing_file(self, kp, v):
+            if not kp.startswith(_SECRETS):
+                return super().existing_file(kp, v)
+            got = self.string(kp, v)
+            return got if got is C._BAD else self.resolve(got)
+
+        def credentials(self, kp, v):
+            got = self.existing_file(kp, v)
+            return got if got is C._BAD else (None, None)
+
+    try:
+        doc = tomllib.loads(Path(path).read_bytes().decode("utf-8-sig"))
+    except (OSError, ValueError):
+        return None
+    checker = Checker(Path(os.path.abspath(path)), models.keys())
+    cfg = checker.document(doc)
+    return None if checker.problems else cfg
+
+
 def load_site(args) -> Site | int:
     """The site config named by --config; the exit code 2 (with the reason
     printed) when it cannot be used."""
     from protocols.models import load_models
 
     from . import i18n
-    from .config import ConfigError, load_config
     from .views import use_color
 
     path = str(getattr(args, "config", None) or "/etc/edgegw/edgegw.toml")
     lang = i18n.norm(getattr(args, "lang", None))
     color = use_color() and not getattr(args, "json", False)
     models = load_models()
-    try:
-        cfg = load_config(path, known_models=models.keys())
-    except ConfigError as exc:
+    cfg, problems = load_cfg(path, models)
+    if cfg is None:
         lang = lang or _raw_language(path) or "en"
-        if len(exc.problems) == 1 and exc.problems[0].startswith(path + ":"):
-            err(i18n.t(lang, "er.no_config", path=path, why=exc.problems[0][len(path) + 1:].strip()))
+        if len(problems) == 1 and problems[0].startswith(path + ":"):
+            err(i18n.t(lang, "er.no_config", path=path, why=problems[0][len(path) + 1:].strip()))
         else:
-            err(i18n.t(lang, "er.config_bad", path=path, n=len(exc.problems)))
+            err(i18n.t(lang, "er.config_bad", path=path, n=len(problems)))
         return 2
     return Site(path=path, cfg=cfg, models=models, lang=lang or cfg.gateway.language, color=color,
                 state_dir=Path(cfg.gateway.state_dir))

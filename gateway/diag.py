@@ -344,7 +344,8 @@ def check_broker(mqtt, timeout: float = BROKER_TIMEOUT_S) -> list[dict]:
             except ssl.SSLCertVerificationError as exc:
                 out.append(_cert_item("broker", None, exc.verify_message or str(exc)))
                 raise
-            out.append(_cert_item("broker", (sock.getpeercert() or {}).get("notAfter")))
+            not_after = (sock.getpeercert() or {}).get("notAfter")
+            out.append(_cert_item("broker", not_after if isinstance(not_after, str) else None))
         sock.sendall(connect_packet(f"{mqtt.client_id}-diag", mqtt.username, mqtt.password))
         ack = b""
         while len(ack) < 4:
@@ -387,7 +388,7 @@ def check_broker(mqtt, timeout: float = BROKER_TIMEOUT_S) -> list[dict]:
 
 def check_clock() -> dict:
     from . import clock
-    synced, _source = clock._probe()
+    synced = clock.clock_synced()
     return item("clock", "pass" if synced else "warn", "dg.clock_ok" if synced else "dg.clock_bad")
 
 
@@ -654,19 +655,17 @@ def cmd_read(args) -> int:
 def cmd_diag(args) -> int:
     from protocols.models import load_models
 
-    from .config import ConfigError, load_config
     from .control import (ControlClient, DaemonDenied, DaemonDown, DaemonError, _raw_language, daemon_error,
-                          print_json, socket_path)
+                          load_cfg, print_json, socket_path)
     from .views import render_diag, use_color
     path = args.config
     models = load_models()
     color = use_color() and not args.json
-    try:
-        cfg = load_config(path, known_models=models.keys())
-    except ConfigError as exc:
+    cfg, problems = load_cfg(path, models)
+    if cfg is None:
         lang = i18n.norm(args.lang) or _raw_language(path) or "en"
-        items = [item("config", "fail", "dg.config_bad", path=str(path), n=len(exc.problems),
-                      first=exc.problems[0]), check_clock()]
+        items = [item("config", "fail", "dg.config_bad", path=str(path), n=len(problems),
+                      first=problems[0]), check_clock()]
         result = finish("?", False, items)
         _out_diag(result, args, lang, color, print_json, render_diag)
         return 1

@@ -91,7 +91,7 @@ def pad(s: str, w: int, right: bool = False) -> str:
     return fill + s if right else s + fill
 
 
-def table(headers: list[str] | None, rows: list[list], *, right: set[int] = frozenset(),
+def table(headers: list[str] | None, rows: list[list], *, right: frozenset[int] | set[int] = frozenset(),
           indent: int = 2, style: Style | None = None) -> list[str]:
     """Rows of cells; a cell is text or (text, style function). Widths in display cells."""
     plain = [[c[0] if isinstance(c, tuple) else ("" if c is None else str(c)) for c in r] for r in rows]
@@ -268,7 +268,10 @@ def render_status(st: dict, lang: str, color: bool = False) -> str:
     if not d.get("running"):
         lines.append(s.red(t(lang, "st.down_title")))
         rec = st.get("recorded") or {}
-        if rec.get("when"):
+        if rec.get("error"):
+            # typically a group member: state.json is the service user's alone
+            lines.append(s.yellow(t(lang, "er.state_unreadable", path=rec.get("path"), why=rec["error"])))
+        elif rec.get("when"):
             lines.append(t(lang, "st.recorded", path=rec.get("path"), when=fmt_ts(rec.get("when"))))
         else:
             lines.append(t(lang, "st.no_record", path=rec.get("path")))
@@ -277,15 +280,15 @@ def render_status(st: dict, lang: str, color: bool = False) -> str:
     pbs = problems(st)
     if pbs:
         lines.append(s.bold(t(lang, "st.problems", n=len(pbs))))
-        rows = [[(t(lang, p["level"]), lambda x, lv=p["level"]: s.level(lv, x)), problem_subject(p, lang),
-                 problem_text(p, lang)] for p in pbs]
-        lines += table(None, rows, style=s)
+        prows: list[list] = [[(t(lang, p["level"]), lambda x, lv=p["level"]: s.level(lv, x)),
+                              problem_subject(p, lang), problem_text(p, lang)] for p in pbs]
+        lines += table(None, prows, style=s)
     else:
         lines.append(s.green(t(lang, "st.no_problems")))
     lines.append("")
 
     lines.append(s.bold(t(lang, "st.gateway")))
-    rows = []
+    rows: list[list] = []
     if d.get("running"):
         rows.append([t(lang, "st.daemon"), t(lang, "st.daemon_up", pid=d.get("pid"),
                                              up=age(d.get("uptime_s"), lang), version=d.get("version"))])
@@ -542,8 +545,8 @@ def render_watch_table(events: dict[str, dict], lang: str, color: bool = False, 
     s = Style(color)
     rows = []
     for name in sorted(events):
-        r = watch_row(events[name], lang, limit=6)
-        av = events[name].get("availability")
+        r: list = watch_row(events[name], lang, limit=6)
+        av = str(events[name].get("availability"))
         r[1] = (r[1], {"online": s.green, "unavailable": s.red}.get(av, s.yellow))
         if r[4] != "-" and events[name].get("faults"):
             r[4] = (r[4], s.red)
@@ -590,7 +593,7 @@ def check_text(c: dict, lang: str) -> str:
 def verdict(checks: list[dict]) -> dict:
     fails = [c for c in checks if c["level"] == "fail"]
     warns = [c for c in checks if c["level"] == "warn"]
-    first = (fails or warns or [None])[0]
+    first = (fails or warns)[0] if fails or warns else None
     return {"level": "fail" if fails else "warn" if warns else "pass",
             "fails": len(fails), "warns": len(warns), "checks": len(checks),
             "first": first}

@@ -120,6 +120,33 @@ def test_config_check_renders_in_the_same_style(cli, tmp_path):
     assert rc == 1 and json.loads(out)["ok"] is False and len(json.loads(out)["problems"]) == 3
 
 
+def test_a_group_member_who_cannot_read_the_mqtt_password_can_still_use_the_commands(tmp_path, monkeypatch):
+    from gateway import config as C
+    from gateway.control import load_cfg
+    from protocols.models import load_models
+    creds = tmp_path / "mqtt.credentials"
+    creds.write_text("edgegw\nsecret\n")
+    creds.chmod(0o600)
+    path = tmp_path / "edgegw.toml"
+    path.write_text('[gateway]\nid = "x"\nstate_dir = "state"\n[mqtt]\ncredentials_file = "mqtt.credentials"\n'
+                    '[[bus]]\nname = "b"\nport = "/dev/ttyUSB7"\n')
+    real = C._Checker.existing_file
+
+    def as_group_member(self, kp, v):   # tests run as root, who reads everything
+        if kp == "mqtt.credentials_file":
+            self.add(kp, f"{self.resolve(v)} cannot be read (Permission denied)")
+            return C._BAD
+        return real(self, kp, v)
+    monkeypatch.setattr(C._Checker, "existing_file", as_group_member)
+    cfg, problems = load_cfg(str(path), load_models())
+    assert problems and cfg is not None
+    assert cfg.mqtt.username is None and cfg.gateway.state_dir == tmp_path / "state"
+    assert [b.name for b in cfg.buses] == ["b"]
+    # any other problem still makes the config unusable
+    path.write_text(path.read_text() + 'parity = "X"\n')
+    assert load_cfg(str(path), load_models())[0] is None
+
+
 def test_every_ui_string_exists_in_both_languages_with_the_same_fields():
     fields = re.compile(r"{(\w+)")
     for key, (en, zh) in i18n.S.items():
