@@ -87,6 +87,11 @@ def cmd_diag(args) -> int:
     return diag(args)
 
 
+def cmd_doorlog(args) -> int:
+    from .explain import doorlog
+    return doorlog(args)
+
+
 def cmd_demo(args) -> int:
     from .demo import main as demo_main
     return demo_main(args)
@@ -118,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         return x
 
     field_cmd("status", "one screen: gateway, devices, problems first", cmd_status)
+    dl = field_cmd("doorlog", "a door controller's latest events, cursor, epoch and gaps", cmd_doorlog)
+    dl.add_argument("controller")
     s = field_cmd("scan", "find the units that answer on a bus, and their models", cmd_scan)
     s.add_argument("bus")
     s.add_argument("--units", default="1-247", help="FIRST-LAST (default 1-247)")

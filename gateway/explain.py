@@ -88,3 +88,38 @@ def faults(args) -> int:
     if rc is None:
         rc = 1 if any(d.get("faults") for d in data.get("active") or []) else 0
     return rc
+
+
+def doorlog(args) -> int:
+    """`edgegw doorlog CONTROLLER`: latest access events, cursor, epoch, gaps.
+    Through the daemon when it runs; otherwise read-only from the state folder."""
+    from .control import DaemonDenied, DaemonDown, DaemonError, daemon_error, err, load_site, print_json
+    from .doors import doorlog_view, render_doorlog
+    site = load_site(args)
+    if isinstance(site, int):
+        return site
+    rc = 0
+    try:
+        with site.client() as c:
+            view = c.request("doorlog", {"controller": args.controller})
+    except DaemonDenied as exc:
+        return daemon_error(site, exc)
+    except DaemonDown:
+        try:
+            view = doorlog_view(site.cfg, args.controller)
+        except KeyError as exc:
+            err(str(exc).strip("'\""))
+            return 2
+        rc = 2  # daemon unreachable: what is shown is the last recorded state
+    except DaemonError as exc:
+        return daemon_error(site, exc)
+    if not isinstance(view, dict) or "controller" not in view:
+        err(str(view.get("error") if isinstance(view, dict) else view))
+        return 2
+    if args.json:
+        print_json(view)
+    else:
+        sys.stdout.write(render_doorlog(view) + ("" if render_doorlog(view).endswith("\n") else "\n"))
+    if rc == 0 and view.get("gaps"):
+        rc = 1
+    return rc
