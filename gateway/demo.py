@@ -136,6 +136,11 @@ def main(args) -> int:
     port = free_port()
     broker = sim = gw = None
     stop = threading.Event()
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt  # clean up below, as for Ctrl-C
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         broker = start_broker(workdir, port)
         sim, where = start_simulator(workdir, args.scenario or "demo")
