@@ -17,6 +17,7 @@ from collections.abc import Callable
 import logging
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -185,13 +186,29 @@ class Daemon:
 
     def _open_stores(self) -> None:
         sd = self.cfg.gateway.state_dir
-        sd.mkdir(parents=True, exist_ok=True)
-        os.chmod(sd, 0o750)
+        try:
+            sd.mkdir(parents=True, exist_ok=True)
+            os.chmod(sd, 0o750)
+        except OSError as exc:
+            log.error("state folder %s: %s", sd, exc)
         oc = self.cfg.outbox
-        self.outbox = Outbox.open(sd / "outbox.db", max_bytes=oc.max_bytes,
-                                  max_age_s=oc.max_age_days * 86400.0,
-                                  synchronous=oc.synchronous.upper(), inflight=oc.inflight)
-        self.state = StateStore(sd / "state.json")
+        opts = dict(max_bytes=oc.max_bytes, max_age_s=oc.max_age_days * 86400.0,
+                    synchronous=oc.synchronous.upper(), inflight=oc.inflight)
+        unwritable = None
+        try:
+            self.outbox = Outbox.open(sd / "outbox.db", **opts)
+            self.state = StateStore(sd / "state.json")
+        except (OSError, sqlite3.Error) as exc:
+            # A read-only or failing SD card: run from RAM rather than crash
+            # and restart forever; alarms still go out while the broker is
+            # reachable, and status says what is wrong.
+            unwritable = f"{sd}: {exc}"
+            log.critical("cannot write the state folder (%s): running with the store in RAM; "
+                         "messages are not kept across a restart until this is fixed", unwritable)
+            self.outbox = Outbox.in_ram(unwritable, **opts)
+            self.state = StateStore(Path(self.outbox.directory) / "state.json")
+        if unwritable:
+            self._gateway_event("store_unwritable", {"path": str(sd), "error": unwritable})
         for path in list(self.outbox.quarantined) + list(self.state.quarantined):
             log.error("store was unreadable and has been moved aside to %s", path)
             self._gateway_event("store_quarantined", {"path": str(path)})

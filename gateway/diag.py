@@ -14,6 +14,7 @@ always meet on the same file.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import os
 import shutil
@@ -62,14 +63,20 @@ class PortLock:
             try:
                 self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
                 self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
-            except PermissionError:
-                # A group member may lock the daemon's existing file read-only.
+            except OSError as exc:
+                # A group member may lock the daemon's existing file read-only;
+                # so may the daemon on a read-only filesystem.
+                if not isinstance(exc, PermissionError) and exc.errno != errno.EROFS:
+                    return f"cannot open the lock file {self.path}: {exc.strerror}"
                 try:
                     self.fd = os.open(self.path, os.O_RDONLY)
-                except OSError as exc:
-                    return f"cannot open the lock file {self.path}: {exc.strerror}"
-            except OSError as exc:
-                return f"cannot open the lock file {self.path}: {exc.strerror}"
+                except OSError as exc2:
+                    if exc.errno == errno.EROFS:
+                        # Nothing can create it on a read-only filesystem, so
+                        # no other tool can hold it either: polling goes on.
+                        self.held = True
+                        return None
+                    return f"cannot open the lock file {self.path}: {exc2.strerror}"
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 import struct
+import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -250,6 +251,7 @@ class Outbox:
         self.memory_events = memory_events
         self.quarantined: list[str] = []
         self.quarantine_reason = ""
+        self.ram_only = ""  # why the store lives in RAM (see in_ram), or ""
 
         self._inflight: set[int] = set()
         self._alias: dict[int, int] = {}  # memory id -> row id once written back
@@ -291,6 +293,23 @@ class Outbox:
              inflight: int = 100, **kw) -> "Outbox":
         return cls(path, max_bytes=max_bytes, max_age_s=max_age_s, synchronous=synchronous,
                    inflight=inflight, **kw)
+
+    @classmethod
+    def in_ram(cls, reason: str, **kw) -> "Outbox":
+        """When the state folder cannot be opened for writing at boot (a
+        read-only or failing SD card): a store on tmpfs, so the daemon runs
+        and alarms still go out instead of a crash loop under systemd.
+        Its seq starts at the Unix time in ms: the real store's counter is
+        unknown here, and a seq must never be reused."""
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        d = tempfile.mkdtemp(prefix="edgegw-ram-", dir=base)
+        path = os.path.join(d, "outbox.db")
+        floor = _SeqFloor(path + ".seq")
+        floor.open(int(time.time() * 1000))
+        floor.close()
+        ob = cls(path, **kw)
+        ob.ram_only = reason
+        return ob
 
     # ------------------------------------------------------------------ open
 
@@ -824,8 +843,8 @@ class Outbox:
             "inflight": len(self._inflight),
             "dropped": {_NAMES[p]: c.dropped[p] for p in Priority},
             "coalesced": c.coalesced,
-            "health": self._health,
-            "health_detail": self._health_detail,
+            "health": "ram_only" if self.ram_only and self._health == "ok" else self._health,
+            "health_detail": self.ram_only or self._health_detail,
             "quarantined": list(self.quarantined),
             "memory_held": len(self._mem),
             "seq_next": self._seq,

@@ -165,3 +165,34 @@ def test_corrupt_outbox_at_boot_is_moved_aside_and_alarmed(tmp_path):
         stop_proc(sim)
         sub.close()
         broker.stop()
+
+
+def test_read_only_state_folder_at_boot_runs_from_ram_not_a_crash_loop(tmp_path):
+    """An SD card that went read-only: the daemon must not exit (systemd would
+    restart it forever); it polls, publishes, and says what is wrong."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "placeholder").write_text("x")
+    r = subprocess.run(["mount", "--bind", str(state), str(state)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {r.stderr.decode().strip()}")
+    subprocess.run(["mount", "-o", "remount,ro,bind", str(state)], check=True)
+    broker = Broker(tmp_path).start()
+    sub = Subscriber(broker.port)
+    sim, where = start_sim(tmp_path, SCENARIO)
+    cfg = gateway_config(tmp_path, broker.port, where["buses"], DEVICES)
+    gw = start_gateway(cfg)
+    try:
+        sub.wait_for(lambda s: any(b.get("code") == "store_unwritable" for b in s.select("/t1/event")), 20,
+                     "store_unwritable alarm")
+        sub.wait_for(lambda s: len(s.select("/telemetry", "fm-01")) >= 3, 20, "polling from RAM")
+        st = [b for b in sub.select("/t1/status") if b.get("online")][-1]
+        assert st["store"]["health"] == "ram_only" and "state" in st["store"]["detail"]
+        assert gw.poll() is None
+        assert stop_proc(gw) == 0
+    finally:
+        stop_proc(gw)
+        stop_proc(sim)
+        sub.close()
+        broker.stop()
+        subprocess.run(["umount", "-l", str(state)], capture_output=True)
