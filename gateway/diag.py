@@ -544,17 +544,27 @@ def _bus_cfg(site, name: str):
     return None
 
 
-def cmd_scan(args) -> int:
-    from .control import DaemonDenied, DaemonDown, DaemonError, daemon_error, err, load_site, print_json
-    from .views import progress_line, render_scan
+def _site_and_bus(args):
+    """The site and the configured bus a scan/read names; (exit code, None) if not."""
+    from .control import err, load_site
     site = load_site(args)
+    if isinstance(site, int):
+        return site, None
+    bc = _bus_cfg(site, args.bus)
+    if bc is None:
+        err(i18n.t(site.lang, "er.no_bus", bus=args.bus,
+                   known=", ".join(b.name for b in site.cfg.buses) or "-"))
+        return 2, None
+    return site, bc
+
+
+def cmd_scan(args) -> int:
+    from .control import DaemonDenied, DaemonDown, DaemonError, daemon_error, err, print_json
+    from .views import progress_line, render_scan
+    site, bc = _site_and_bus(args)
     if isinstance(site, int):
         return site
     lang = site.lang
-    bc = _bus_cfg(site, args.bus)
-    if bc is None:
-        err(i18n.t(lang, "er.no_bus", bus=args.bus, known=", ".join(b.name for b in site.cfg.buses) or "-"))
-        return 2
     units = _units(args.units)
     if units is None:
         err(i18n.t(lang, "er.units", units=args.units))
@@ -613,16 +623,12 @@ def cmd_scan(args) -> int:
 def cmd_read(args) -> int:
     from protocols.modbus.types import decode_all
 
-    from .control import DaemonDenied, DaemonDown, DaemonError, daemon_error, err, load_site, print_json
+    from .control import DaemonDenied, DaemonDown, DaemonError, daemon_error, err, print_json
     from .views import render_read
-    site = load_site(args)
+    site, bc = _site_and_bus(args)
     if isinstance(site, int):
         return site
     lang = site.lang
-    bc = _bus_cfg(site, args.bus)
-    if bc is None:
-        err(i18n.t(lang, "er.no_bus", bus=args.bus, known=", ".join(b.name for b in site.cfg.buses) or "-"))
-        return 2
     if not (0 <= args.unit <= 247 and 0 <= args.address <= 65535 and 1 <= args.count <= 125
             and args.address + args.count <= 65536):
         err("unit 0-247, address 0-65535, count 1-125")

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from protocols.models import load_models
 
-from .behaviours import for_family
 from .device import SimulatedDevice
 from .server import BusServer
 

@@ -9,7 +9,6 @@ in the trace_packet hook, on the bytes that leave the server.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from functools import partial
 
