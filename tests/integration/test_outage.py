@@ -116,7 +116,7 @@ def test_sigkill_at_random_moments_never_breaks_the_store(tmp_path):
     try:
         for i in range(50):
             gw = start_gateway(cfg)
-            time.sleep(rng.uniform(0.4, 1.4))
+            time.sleep(rng.uniform(0.5, 1.5))
             gw.send_signal(signal.SIGKILL)
             gw.wait(5)
         before = len(sub.select("/t1/status"))
@@ -134,7 +134,7 @@ def test_sigkill_at_random_moments_never_breaks_the_store(tmp_path):
     log = (tmp_path / "gateway.log").read_text()
     assert "moved aside" not in log and "quarantin" not in log
     # Some kills land during start-up (before the first log line): that is a moment too.
-    assert log.count("starting:") >= 30
+    assert log.count("starting:") >= 20
     by_seq: dict[int, bytes] = {}
     for b in sub.select():
         if b.get("seq") is None or b.get("online") is not None:
