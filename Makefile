@@ -28,6 +28,8 @@ install: $(VENV)/.installed
 
 # The real MicroPython interpreter (WebAssembly port, from npm) for the firmware tests.
 firmware/node_modules/.installed: firmware/package.json firmware/package-lock.json
+	@command -v npm >/dev/null || { echo "installing nodejs + npm from Debian"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
 	cd firmware && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
