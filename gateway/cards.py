@@ -167,13 +167,21 @@ def parse_csv(raw: bytes | str, source: str = "csv") -> list[dict]:
     if missing:
         raise RegistryError([f"line 1: missing column(s) {', '.join(missing)} "
                              f"(header must name {', '.join(COLUMNS)})"])
+    rows = ((f"line {reader.line_num}: ", row) for row in reader
+            if any((v or "").strip() for v in row.values() if isinstance(v, str)))
+    return check_entries(rows)
+
+
+def check_entries(rows) -> list[dict]:
+    """(where, row) pairs -> entries; RegistryError lists every problem, each
+    prefixed with where it is ("line 4: ", "entries[2]."), whatever the source."""
     out, problems = [], []
-    for row in reader:
-        line = reader.line_num
-        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+    for where, row in rows:
+        if not isinstance(row, dict):
+            problems.append(f"{where.rstrip('.: ')}: not an object")
             continue
         e, found = check_entry(row)
-        problems += [f"line {line}: {p}" for p in found]
+        problems += [f"{where}{p}" for p in found]
         if e is not None:
             out.append(e)
     if problems:

@@ -31,7 +31,7 @@ from protocols.modbus import types
 from protocols.modbus.plan import Read
 
 from . import payloads
-from .cards import (CardRegistry, CardState, Pseudonymizer, RegistryError, Rules, check_entry,
+from .cards import (CardRegistry, CardState, Pseudonymizer, RegistryError, Rules, check_entries,
                     load_or_create_key, parse_csv)
 from .outbox import Message, Priority
 
@@ -318,18 +318,7 @@ def parse_update(payload: bytes) -> list[dict]:
     rows = doc if isinstance(doc, list) else doc.get("entries", doc.get("cards"))
     if not isinstance(rows, list):
         raise RegistryError(['expected {"entries": [...]} or a list of entries'])
-    out, problems = [], []
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            problems.append(f"entries[{i}]: not an object")
-            continue
-        e, found = check_entry(row)
-        problems += [f"entries[{i}].{p}" for p in found]
-        if e is not None:
-            out.append(e)
-    if problems:
-        raise RegistryError(problems)
-    return out
+    return check_entries((f"entries[{i}].", row) for i, row in enumerate(rows))
 
 
 # --------------------------------------------------------------------------- one controller

@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import demo
 from gateway.control import ControlClient, DaemonDown, DaemonError
+from tests.support import wait_until
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -33,13 +34,7 @@ PREFIX = "edgegw"
 
 
 def wait_for(pred, timeout: float, step: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return wait_until(pred, timeout, what, step)
 
 
 class Rig:
