@@ -25,6 +25,9 @@ import tempfile
 import time
 from typing import Any
 
+from gateway.deliver.outbox import Message, Outbox, Priority
+from gateway.site.state import AtomicJSONStorage
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -40,7 +43,6 @@ def payload(i: int) -> dict:
 
 
 def poll(i: int):
-    from gateway.outbox import Message, Priority
 
     dev = f"gm-{i % 32:02d}"
     return [Message(f"site/{dev}/telemetry", payload(i), Priority.TELEMETRY),
@@ -75,7 +77,6 @@ def files_size(path: str) -> int:
 
 
 def phase_enqueue(d: str, sync: str, seconds: float) -> dict:
-    from gateway.outbox import Outbox
 
     path = os.path.join(d, f"enq-{sync}.db")
     ob = Outbox.open(path, synchronous=sync)
@@ -106,7 +107,6 @@ def free_port() -> int:
 def phase_drain(d: str, count: int, window: int) -> dict:
     import paho.mqtt.client as mqtt
 
-    from gateway.outbox import Message, Outbox, Priority
 
     port = free_port()
     conf = os.path.join(d, "mosquitto.conf")
@@ -178,7 +178,6 @@ def phase_drain(d: str, count: int, window: int) -> dict:
 
 
 def phase_backlog(d: str, count: int) -> dict:
-    from gateway.outbox import Message, Outbox, Priority
 
     path = os.path.join(d, "backlog.db")
     rss0 = rss_mb()
@@ -223,7 +222,6 @@ def phase_backlog(d: str, count: int) -> dict:
 def phase_tinydb(d: str, count: int, atomic: bool) -> dict:
     from tinydb import TinyDB
 
-    from gateway.state import AtomicJSONStorage
 
     path = os.path.join(d, f"naive-{'atomic' if atomic else 'json'}.json")
     db = TinyDB(path, storage=AtomicJSONStorage) if atomic else TinyDB(path)

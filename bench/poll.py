@@ -26,10 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway import logsetup  # noqa: E402
-from gateway.config import load_config  # noqa: E402
 from gateway.daemon import Daemon  # noqa: E402
 from tests.support import Broker, free_port, gateway_config, start_sim, stop_proc  # noqa: E402
+
+from gateway.site import logsetup
+from gateway.site.config import load_config
 
 
 def rss_mb() -> float:

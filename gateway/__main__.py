@@ -1,6 +1,6 @@
 """`python -m gateway ...` is the `edgegw` command (tests and benchmarks use it)."""
 import sys
 
-from gateway.cli import main
+from gateway.field.cli import main
 
 sys.exit(main())

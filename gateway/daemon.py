@@ -1,36 +1,46 @@
-"""The daemon: wires the pipeline together and keeps it running.
+"""The daemon: wires the pipeline together, runs it and stops it.
 
-    serial/TCP bus --> poll --> decode --> interpret --> outbox --> MQTT
-      (bus.py)        (plan)  (decode.py) (interpret.py) (outbox.py) (mqtt.py)
-                                              \\--> state store (state.py)
+    serial/TCP bus --> decode --> interpret --> group commit --> outbox --> publisher --> MQTT
+     (poll/bus.py)  (poll/decode.py) (faults/)  (deliver/commit.py) (deliver/outbox.py)  (deliver/mqtt.py)
+                                        \\--> state store (site/state.py), for the CLI
 
 Data flows one way. Each bus is one task; each reading is interpreted and
 its messages (telemetry, retained state, fault events) plus the interpreter's
 snapshot are written to the outbox in one transaction, so a crash can neither
 raise a fault twice nor lose a clear. The publisher task drains the outbox to
 the broker and deletes a message only when the broker acknowledges it.
+
+The field tools (control socket, MQTT commands) are not imported here: the
+command line hands the daemon an `attach` factory (gateway/field/control.py),
+so the dependency points from the tools to the daemon, never back.
 """
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 import logging
 import os
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
+from gateway import __version__
+from gateway.deliver import payloads
+from gateway.deliver.commit import GroupCommit
+from gateway.deliver.mqtt import MqttLink
+from gateway.deliver.outbox import Message, Outbox, Priority
+from gateway.deliver.publisher import Publisher
+from gateway.doors.site import DoorSite
+from gateway.faults.interpret import Interpreter
+from gateway.poll.bus import Bus
+from gateway.poll.portlock import lock_path
+from gateway.poll.runtime import DeviceRuntime, make_runtime
+from gateway.site import clock
+from gateway.site.config import Config
+from gateway.site.state import StateStore
 from protocols.models import load_models
-
-from . import __version__, clock, payloads
-from .bus import Bus, DeviceRuntime, make_runtime
-from .config import Config
-from .control import ControlServer
-from .interpret import Interpreter
-from .mqtt import MqttLink
-from .outbox import Message, Outbox, Priority
-from .state import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -38,128 +48,25 @@ STATUS_INTERVAL_S = 60.0
 STATE_FLUSH_INTERVAL_S = 60.0
 SHUTDOWN_DRAIN_S = 3.0
 HOUSEKEEPING_S = 5.0
-PUMP_GATHER_S = 0.01
 STATE_REFRESH_S = 30.0
 STATUS_BACKLOG_INTERVAL_S = 10.0
 
 
-class Publisher:
-    """Drains the outbox to MQTT within a bounded in-flight window."""
+class Attachment(Protocol):
+    """What the field tools plug into the daemon (gateway/field/control.py)."""
 
-    def __init__(self, outbox: Outbox, window: int) -> None:
-        self.outbox = outbox
-        self.window = window
-        self.link: MqttLink | None = None
-        self.inflight: dict[int, int] = {}  # paho mid -> outbox id
-        self.sent = 0
-        self.acked_count = 0
-        self._wake = asyncio.Event()
-        self._stopping = False
+    subscriptions: tuple[str, ...]       # MQTT topic filters it answers
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def up(self) -> None:
-        self.wake()
-
-    def down(self) -> None:
-        # Whatever paho held is gone with its client; the outbox hands it out
-        # again (same seq) on the next connection.
-        self.inflight.clear()
-        self.outbox.release_inflight()
-
-    def acked(self, mid: int) -> None:
-        oid = self.inflight.pop(mid, None)
-        if oid is not None:
-            self.outbox.ack(oid)
-            self.acked_count += 1
-            self.wake()
-
-    async def run(self) -> None:
-        while not self._stopping:
-            await self._wake.wait()
-            # Let acks and commits of the next few ms gather: each batch is one
-            # synced commit in the outbox (seq assignment).
-            await asyncio.sleep(PUMP_GATHER_S)
-            self._wake.clear()
-            self.pump()
-
-    def pump(self) -> None:
-        link = self.link
-        # Each batch assigns seqs in one synced commit: refill when a tenth of
-        # the window is free, not after every PUBACK.
-        refill = max(1, self.window // 10)
-        while link is not None and link.connected:
-            room = self.window - len(self.inflight)
-            if room < refill and self.inflight:
-                return
-            batch = self.outbox.next_batch(room)
-            if not batch:
-                return
-            for p in batch:
-                mid = link.publish(p.topic, p.payload, p.qos, p.retain)
-                if mid is None:
-                    self.down()
-                    return
-                self.inflight[mid] = p.id
-                self.sent += 1
-
-    async def drain(self, timeout: float) -> None:
-        """On shutdown: give the broker a moment to acknowledge what is in flight."""
-        deadline = time.monotonic() + timeout
-        while self.inflight and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-
-
-class GroupCommit:
-    """Readings of all buses within a few milliseconds go into the outbox in
-    one transaction: one SD-card sync per window instead of one per poll.
-
-    A crash can lose only what was read in the last window and not yet
-    committed, which is the same as having crashed a moment earlier: nothing
-    that was stored is lost, and a reading's messages and the interpreter
-    snapshot that goes with them always commit together.
-    """
-
-    WINDOW_S = 0.02
-    MAX_PENDING = 500
-
-    def __init__(self, outbox: Outbox, after: "Callable[[], None]") -> None:
-        self.outbox = outbox
-        self.after = after
-        self.msgs: list[Message] = []
-        self.kv: dict = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self.commits = 0
-
-    def add(self, msgs: list[Message], kv: dict | None) -> None:
-        self.msgs.extend(msgs)
-        if kv:
-            self.kv.update(kv)
-        if len(self.msgs) >= self.MAX_PENDING:
-            self.flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.WINDOW_S, self.flush)
-
-    def flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if not self.msgs and not self.kv:
-            return
-        msgs, kv = self.msgs, self.kv
-        self.msgs, self.kv = [], {}
-        self.outbox.put(msgs, kv=kv or None)
-        self.commits += 1
-        self.after()
+    def on_message(self, topic: str, payload: bytes) -> None: ...
+    def observe(self, d: DeviceRuntime, reading, events) -> None: ...   # every processed reading
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 class Daemon:
-    def __init__(self, cfg: Config, models: dict | None = None) -> None:
+    def __init__(self, cfg: Config, models: dict | None = None, *,
+                 attach: Callable[["Daemon"], Attachment] | None = None) -> None:
+        self.attach = attach
         self.cfg = cfg
         self.models = models if models is not None else load_models()
         self.topics = payloads.Topics(cfg.mqtt.topic_prefix, cfg.gateway.id)
@@ -175,12 +82,12 @@ class Daemon:
         self.state: StateStore | None = None
         self.publisher: Publisher | None = None
         self.link: MqttLink | None = None
-        self.doors = None  # gateway.doors.DoorSite once a door controller is configured
+        self.doors: DoorSite | None = None  # once a door controller is configured
         self._status_mono = 0.0
         self._status_seq: int | None = None
         self._state_sent: dict[str, tuple] = {}
         self._status_mid: int | None = None
-        self.control: ControlServer | None = None
+        self.control: Attachment | None = None
 
     # -- setup ---------------------------------------------------------------
 
@@ -230,7 +137,6 @@ class Daemon:
                 # Its event log is read by its own poller, not by register map;
                 # the card registry and pseudonym key are loaded with the first.
                 if self.doors is None:
-                    from .doors import DoorSite
                     self.doors = DoorSite(self.cfg, self.outbox, self.topics,
                                           wake=lambda: self.publisher and self.publisher.wake())
                 rt.custom = self.doors.poller(rt)
@@ -247,7 +153,11 @@ class Daemon:
             rt.last_good_ts = prior.get("last_good_ts")
         for bc in self.cfg.buses:
             if by_bus[bc.name]:
-                self.buses.append(Bus(bc, by_bus[bc.name], self._sink))
+                bus = Bus(bc, by_bus[bc.name], self._sink)
+                if bc.kind == "serial":
+                    # `edgegw scan/read` take the same lock before opening the port themselves
+                    bus.lock_path = str(lock_path(self.cfg.gateway.state_dir, bc.name))
+                self.buses.append(bus)
 
     # -- the pipeline ------------------------------------------------------
 
@@ -403,26 +313,24 @@ class Daemon:
         self._build()
         self.publisher = Publisher(self.outbox, self.cfg.outbox.inflight)
         self.commit = GroupCommit(self.outbox, self.publisher.wake)
-        self.control = ControlServer(self)
+        self.control = self.attach(self) if self.attach is not None else None
+        # The MQTT topics the daemon answers: the field tools' commands and,
+        # with door controllers, the retained card registry.
+        listeners = [x for x in (self.control, self.doors) if x is not None and x.subscriptions]
+
+        def on_message(topic: str, payload: bytes) -> None:
+            for x in listeners:
+                x.on_message(topic, payload)
         self.link = MqttLink(self.cfg.mqtt, will=self._will, on_up=self._on_up,
                              on_down=self._down, on_ack=self._acked,
-                             on_message=self.control.commands.on_message,
-                             subscriptions=self.control.commands.subscriptions)
+                             on_message=on_message if listeners else None,
+                             subscriptions=tuple(t for x in listeners for t in x.subscriptions))
         self.publisher.link = self.link
-        if self.doors is not None:
-            # the retained card registry topic, alongside whatever else is subscribed
-            other = self.link.on_message
-            self.link.subscriptions = (*self.link.subscriptions, *self.doors.subscriptions)
-
-            def on_message(topic: str, payload: bytes) -> None:
-                self.doors.on_message(topic, payload)
-                if other is not None:
-                    other(topic, payload)
-            self.link.on_message = on_message
         log.info("edgegw %s starting: gateway %s, %d buses, %d devices, state in %s",
                  __version__, self.cfg.gateway.id, len(self.buses), len(self.runtimes),
                  self.cfg.gateway.state_dir)
-        await self.control.start()   # before the bus tasks: it hands them their port locks
+        if self.control is not None:
+            await self.control.start()
         tasks = [asyncio.create_task(self.link.run(), name="mqtt"),
                  asyncio.create_task(self.publisher.run(), name="publisher"),
                  asyncio.create_task(self._housekeeping(), name="housekeeping")]
@@ -442,7 +350,8 @@ class Daemon:
 
     async def shutdown(self, tasks) -> None:
         log.info("stopping: finishing in-flight messages")
-        await self.control.stop()
+        if self.control is not None:
+            await self.control.stop()
         for b in self.buses:
             b.stop()
         bus_tasks = [t for t in tasks if t.get_name().startswith("bus:")]

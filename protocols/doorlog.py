@@ -1,7 +1,9 @@
 """Door-controller event logs: record layout, event types, cursor rules (pure).
 
-No I/O and no clock: the reader (gateway/doors.py) and the simulator
+No I/O and no clock: the reader (gateway/doors/poller.py) and the simulator
 (simulators/door.py) share this module, so the log protocol exists once.
+Longer than 400 lines because it is one protocol: the record layout and the
+cursor rules that judge it against the controller's status are read together.
 docs/models/door-controller.md is the protocol; docs/doors.md tells the site
 installer and the monitoring team what comes out of it.
 

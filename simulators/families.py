@@ -7,19 +7,19 @@ from protocols.models import Model
 
 from .behaviours import for_family
 from .device import SimulatedDevice
+from .door import make_door_device
+from .miu_device import MiuBehaviour
 
 
 def make_device(model: Model, spec: dict, rng: random.Random) -> SimulatedDevice:
     if model.family == "door_controller":
         # A log ring behind a select-then-read window, not a register image.
-        from .door import make_door_device
         return make_door_device(model, spec, rng)
     unit = int(spec["unit"])
     dev = SimulatedDevice(model=model, unit=unit, name=spec.get("name", f"{model.id}-{unit}"), rng=rng)
     if model.family == "residential_meter" and model.id == "meihua-ic":
         # The meter interface unit's own firmware core is the simulator, so
         # the meter's behaviour exists once (firmware/miu).
-        from .miu_device import MiuBehaviour
         dev.behaviour = MiuBehaviour(dev, spec.get("params", {}))
     else:
         dev.behaviour = for_family(model.family, spec.get("params", {}))

@@ -18,6 +18,7 @@ from pathlib import Path
 from protocols.models import load_models
 
 from .device import SimulatedDevice
+from .families import make_device
 from .server import BusServer
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,6 @@ def load(path: str | Path, workdir: str | Path) -> Scenario:
         if bus is None:
             problems.append(f"device[{i}].bus: {d.get('bus')!r} is not a bus of this scenario")
             continue
-        from .families import make_device
         dev = make_device(model, d, random.Random(rng.random()))
         devices[dev.name] = dev
         bus.devices.append(dev)

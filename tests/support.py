@@ -172,7 +172,7 @@ def gateway_config(workdir: Path, broker_port: int, buses: dict[str, str], devic
 
 def start_gateway(config: Path, log_name: str = "gateway.log") -> subprocess.Popen:
     log = open(config.parent / log_name, "a")
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
+    return subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config)],
                             cwd=ROOT, stdout=log, stderr=log)
 
 

@@ -37,8 +37,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.decode import Reading
-from gateway.interpret import Interpreter
+from gateway.faults.interpret import Interpreter
+from gateway.poll.decode import Reading
+from protocols.models import load_models
+
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(p.parent for p in GOLDEN.glob("*/*/input.toml"))
@@ -52,7 +54,6 @@ EXTRA_KEYS = ("ref", "severity", "valve_closed", "site_visit", "kind")
 
 
 def _models():
-    from protocols.models import load_models
     return load_models()
 
 

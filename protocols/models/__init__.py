@@ -39,7 +39,7 @@ CLEARED_BY = (
 )
 
 # rule -> (required keys, optional keys), besides "rule". Mirrors the table in
-# docs/dev/interfaces.md and gateway/rules.py; tests/unit/test_catalogue.py
+# docs/dev/interfaces.md and gateway/faults/rules.py; tests/unit/test_catalogue.py
 # keeps the three in step. counting_while needs exactly one of equals/below,
 # checked separately.
 RULE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

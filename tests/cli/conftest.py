@@ -21,9 +21,11 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import demo
-from gateway.control import ControlClient, DaemonDown, DaemonError
 from tests.support import wait_until
+
+from gateway.field import demo
+from gateway.field.cli import main
+from gateway.field.client import ControlClient, DaemonDown, DaemonError
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -104,7 +106,7 @@ poll_interval_s = 1
         return self.gw is not None and self.gw.poll() is None
 
     def start(self) -> None:
-        self.gw = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config)],
+        self.gw = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(self.config)],
                                    stderr=open(self.gw_log, "a"), cwd=ROOT)
 
         def ready():
@@ -174,7 +176,6 @@ def down(rig):
 @pytest.fixture
 def cli(capsys):
     """edgegw in this process: (exit code, stdout, stderr)."""
-    from gateway.cli import main
 
     def run(*argv):
         capsys.readouterr()
@@ -186,7 +187,7 @@ def cli(capsys):
 
 def run_subprocess(*argv, timeout: float = 30.0) -> subprocess.CompletedProcess:
     env = {**os.environ, "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *map(str, argv)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "gateway", *map(str, argv)], capture_output=True,
                           text=True, timeout=timeout, cwd=ROOT, env=env)
 
 

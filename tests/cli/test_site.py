@@ -16,10 +16,13 @@ import time
 
 import pytest
 
-from gateway.config import load_config
-from gateway.diag import PortError, PortLock, lock_path, with_port
 
 from .conftest import GW_ID, PREFIX, golden_json, run_subprocess, wait_for
+
+from gateway.field.client import DaemonError
+from gateway.field.scan import PortError, with_port
+from gateway.poll.portlock import PortLock, lock_path
+from gateway.site.config import load_config
 
 pytestmark = pytest.mark.integration
 
@@ -222,7 +225,6 @@ def test_diag_live(live, cli):
 
 
 def test_repoll_and_doorlog_on_the_socket(live):
-    from gateway.control import DaemonError
     assert live.request("repoll", {"device": "fm-01"}) == {"device": "fm-01", "bus": "rs485-1", "queued": True}
     with pytest.raises(DaemonError) as e:
         live.request("repoll", {"device": "nosuch"})

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import shutil
+import os
 import socket
 import ssl
 import subprocess
@@ -15,9 +16,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway import i18n, views
-from gateway.control import ControlClient, ControlServer, DaemonError, History
-from gateway.diag import PortLock, check_broker, finish, item
+import gateway.field.control as control
+from gateway.field import demo, i18n, text, tool_views, views
+from gateway.field.client import ControlClient, DaemonError, load_cfg
+from gateway.field.control import ControlServer
+from gateway.field.requests import Requests
+from gateway.field.diag import check_broker, finish, item
+from gateway.field.history import History
+from gateway.poll.portlock import PortLock
+from gateway.site.config import Checker
+from gateway.site.config.checker import BAD
+from protocols.models import load_models
 
 from .conftest import GOLDEN, check_golden
 
@@ -77,14 +86,13 @@ def _diag_fixture() -> dict:
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_diag_screen(lang):
     r = _diag_fixture()
-    check_golden(f"diag.{lang}.txt", views.render_diag(r, lang))
+    check_golden(f"diag.{lang}.txt", tool_views.render_diag(r, lang))
     assert r["verdict"]["level"] == "fail" and r["verdict"]["fails"] == 1
-    assert r["verdict"]["text"][lang] == views.verdict_text(r["checks"], lang)
+    assert r["verdict"]["text"][lang] == tool_views.verdict_text(r["checks"], lang)
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_explain_screen(lang):
-    from protocols.models import load_models
     m = load_models()["turbine-evc"]
     e = views.explain_dict(m, m.fault("TEMP-SENSOR"))
     check_golden(f"explain.{lang}.txt", views.render_explain(e, lang))
@@ -121,23 +129,20 @@ def test_config_check_renders_in_the_same_style(cli, tmp_path):
 
 
 def test_a_group_member_who_cannot_read_the_mqtt_password_can_still_use_the_commands(tmp_path, monkeypatch):
-    from gateway import config as C
-    from gateway.control import load_cfg
-    from protocols.models import load_models
     creds = tmp_path / "mqtt.credentials"
     creds.write_text("edgegw\nsecret\n")
     creds.chmod(0o600)
     path = tmp_path / "edgegw.toml"
     path.write_text('[gateway]\nid = "x"\nstate_dir = "state"\n[mqtt]\ncredentials_file = "mqtt.credentials"\n'
                     '[[bus]]\nname = "b"\nport = "/dev/ttyUSB7"\n')
-    real = C._Checker.existing_file
+    real = Checker.existing_file
 
     def as_group_member(self, kp, v):   # tests run as root, who reads everything
         if kp == "mqtt.credentials_file":
             self.add(kp, f"{self.resolve(v)} cannot be read (Permission denied)")
-            return C._BAD
+            return BAD
         return real(self, kp, v)
-    monkeypatch.setattr(C._Checker, "existing_file", as_group_member)
+    monkeypatch.setattr(Checker, "existing_file", as_group_member)
     cfg, problems = load_cfg(str(path), load_models())
     assert problems and cfg is not None
     assert cfg.mqtt.username is None and cfg.gateway.state_dir == tmp_path / "state"
@@ -155,10 +160,10 @@ def test_every_ui_string_exists_in_both_languages_with_the_same_fields():
 
 
 def test_tables_align_chinese_by_display_width():
-    lines = views.table(["名称", "X"], [["设备一", "a"], ["fm-01", "b"]])
-    assert {views.width(x[:x.index(x.strip()[-1])]) for x in lines} == {views.width(lines[0]) - 1}
-    assert views.width("中文ab") == 6
-    assert views.clip("\x1b[32m中文abc\x1b[0m", 5).startswith("\x1b[32m中文a")
+    lines = text.table(["名称", "X"], [["设备一", "a"], ["fm-01", "b"]])
+    assert {text.width(x[:x.index(x.strip()[-1])]) for x in lines} == {text.width(lines[0]) - 1}
+    assert text.width("中文ab") == 6
+    assert text.clip("\x1b[32m中文abc\x1b[0m", 5).startswith("\x1b[32m中文a")
 
 
 def test_ages_and_sizes():
@@ -200,21 +205,20 @@ def _fake_daemon(state_dir: Path):
 
 
 def test_a_client_that_stops_reading_is_dropped_not_waited_for(tmp_path, monkeypatch):
-    import gateway.control as control
     monkeypatch.setattr(control, "WRITE_TIMEOUT_S", 0.5)
     ended = []
 
-    class Flooding(ControlServer):
+    class Flooding(Requests):
         async def h_flood(self, args, send):
             try:
                 for _ in range(100000):
                     await send({"progress": {"pad": "x" * 4000}})
             finally:
                 ended.append(time.monotonic())
-        HANDLERS = {**ControlServer.HANDLERS, "flood": h_flood}
+        HANDLERS = {**Requests.HANDLERS, "flood": h_flood}
 
     async def main():
-        srv = Flooding(_fake_daemon(tmp_path))
+        srv = ControlServer(_fake_daemon(tmp_path), Flooding)
         await srv.start()
         deaf = socket.socket(socket.AF_UNIX)
         deaf.setblocking(False)
@@ -255,7 +259,6 @@ def test_control_server_leaves_another_daemons_socket_alone(tmp_path):
 
 @pytest.mark.integration
 def test_broker_tls_certificate_days_left(tmp_path):
-    from gateway import demo
     if shutil.which("openssl") is None:
         pytest.skip("openssl not installed")
     cert, key = tmp_path / "broker.pem", tmp_path / "broker.key"
@@ -286,7 +289,7 @@ def test_broker_tls_certificate_days_left(tmp_path):
         tls_items = [c for c in items if c["check"] == "tls"]
         assert [c["key"] for c in tls_items] == ["dg.tls_soon", "dg.tls_soon"]    # broker's, then ours
         assert tls_items[0]["args"]["days"] in (9, 10)
-        assert "days left" in views.check_text(tls_items[0], "en")
+        assert "days left" in tool_views.check_text(tls_items[0], "en")
         # a CA that did not sign it: the handshake fails and says why
         other = tmp_path / "other.pem"
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "10", "-subj",
@@ -299,3 +302,56 @@ def test_broker_tls_certificate_days_left(tmp_path):
         broker.terminate()
         broker.wait(5)
     assert ssl  # stdlib only
+
+
+# --------------------------------------------------------------------------- broker check (paho)
+
+@pytest.mark.integration
+def test_broker_check_says_why_a_login_is_refused_and_what_is_not_a_broker(tmp_path):
+    from tests.support import Broker, stop_proc, wait_until
+    if shutil.which("mosquitto_passwd") is None:
+        pytest.skip("mosquitto_passwd not installed")
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(tmp_path / "pw"), "gw", "right"], check=True,
+                   capture_output=True)
+    os.chmod(tmp_path / "pw", 0o644)
+    port = demo.free_port()
+    conf = tmp_path / "auth.conf"
+    conf.write_text(("user root\n" if os.geteuid() == 0 else "") + f"listener {port} 127.0.0.1\npassword_file {tmp_path}/pw\nallow_anonymous false\n")
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    auth = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    open_broker = Broker(tmp_path).start()
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    try:
+        wait_until(lambda: _listening(port), 10, "broker")
+        mqtt = SimpleNamespace(host="127.0.0.1", port=port, client_id="t", username="gw", password="wrong", tls=None)
+        items = check_broker(mqtt)
+        assert (items[0]["key"], items[0]["args"]["why"]) in {("dg.broker_refused", "not authorised"),
+                                                               ("dg.broker_refused", "bad user name or password")}
+        mqtt.password = "right"
+        items = check_broker(mqtt)
+        assert items[0]["key"] == "dg.broker_ok" and items[0]["args"]["user"] == "gw"
+        mqtt = SimpleNamespace(host="127.0.0.1", port=open_broker.port, client_id="t", username=None,
+                               password=None, tls=None)
+        assert check_broker(mqtt)[0]["key"] == "dg.broker_ok"
+        # a port that accepts and never answers: a bounded wait, then a reason
+        mqtt.port = silent.getsockname()[1]
+        t0 = time.monotonic()
+        items = check_broker(mqtt, timeout=1.0)
+        assert items[0]["key"] == "dg.broker_unreachable" and "no answer" in items[0]["args"]["why"]
+        assert time.monotonic() - t0 < 10
+        mqtt.port = demo.free_port()   # nothing listens
+        assert check_broker(mqtt)[0]["key"] == "dg.broker_unreachable"
+    finally:
+        silent.close()
+        open_broker.stop()
+        stop_proc(auth)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False

@@ -11,13 +11,14 @@ from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
-from gateway import payloads
-from gateway.bus import make_runtime
-from gateway.config import BusCfg, DeviceCfg
-from gateway.doors import DoorSite
-from gateway.outbox import Outbox
+from gateway.doors.site import DoorSite
 from protocols.models import load_models
 from simulators.door import make_door_device
+
+from gateway.deliver import payloads
+from gateway.deliver.outbox import Outbox
+from gateway.poll.runtime import make_runtime
+from gateway.site.config import BusCfg, DeviceCfg
 
 MODEL = load_models()["door-controller"]
 T0 = 1_780_000_000.0  # 2026-05-28

@@ -11,12 +11,13 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, strategies as st
 
-from gateway import payloads
-from gateway.cards import (CardRegistry, Pseudonymizer, RegistryError, Rules, load_or_create_key,
-                           parse_csv, read_key, valid_until)
-from gateway.doors import DoorSite, parse_update
-from gateway.outbox import Outbox
-from gateway.state import StateStore
+from gateway.doors.site import DoorSite, parse_update
+
+from gateway.deliver import payloads
+from gateway.deliver.outbox import Outbox
+from gateway.doors.cards import CardRegistry, Pseudonymizer, Rules, load_or_create_key, read_key, valid_until
+from gateway.site.cardfile import RegistryError, parse_csv
+from gateway.site.state import StateStore
 
 D = date.fromisoformat
 

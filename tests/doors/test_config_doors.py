@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.config import check_config, load_config
+from gateway.site.config import check_config, load_config
 
 
 def write(tmp_path: Path, doors: str, state: str = "state") -> Path:

@@ -53,11 +53,12 @@ prefill = 700
 CHILD = r"""
 import asyncio, json, os, random, signal, sys
 from types import SimpleNamespace
-from gateway import payloads
-from gateway.bus import Bus, make_runtime
-from gateway.config import BusCfg, DeviceCfg
-from gateway.doors import DoorSite
-from gateway.outbox import Outbox
+from gateway.deliver import payloads
+from gateway.poll.bus import Bus
+from gateway.poll.runtime import make_runtime
+from gateway.site.config import BusCfg, DeviceCfg
+from gateway.doors.site import DoorSite
+from gateway.deliver.outbox import Outbox
 from protocols.models import load_models
 
 state, port, seed, final = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "final"

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 def doorlog(cfg, *extra):
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "doorlog", *extra, "--config", str(cfg)],
+    return subprocess.run([sys.executable, "-m", "gateway", "doorlog", *extra, "--config", str(cfg)],
                           capture_output=True, text=True, cwd=ROOT, timeout=30)
 
 

@@ -1,5 +1,5 @@
 """End to end: the simulator on a pseudo-terminal, a real Mosquitto, and
-`python -m gateway.cli run`. Access events arrive with pseudonyms and the
+`python -m gateway run`. Access events arrive with pseudonyms and the
 registry's verdict, the registry is updated over its retained topic, a clear
 on the controller starts a new epoch, a drifting controller clock is flagged,
 and no raw card number appears in the published stream or the gateway's log."""
@@ -12,7 +12,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.doors import doorlog_view, render_doorlog
+from gateway.doors.view import doorlog_view
+from gateway.field.doorlog import render_doorlog
 from tests.support import Broker, Subscriber, gateway_config, start_gateway, start_sim, stop_proc
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

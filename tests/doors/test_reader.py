@@ -9,7 +9,10 @@ import sqlite3
 
 import pytest
 
-from gateway.doors import MAX_WINDOWS_PER_POLL, _iso, doorlog_view, render_doorlog
+from gateway.doors.poller import iso as _iso
+from gateway.doors.poller import MAX_WINDOWS_PER_POLL
+from gateway.doors.view import doorlog_view
+from gateway.field.doorlog import render_doorlog
 from protocols import doorlog
 
 from .rig import T0, Rig

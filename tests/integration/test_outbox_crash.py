@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from gateway.outbox import Message, Outbox, Priority
+from gateway.deliver.outbox import Message, Outbox, Priority
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 CHILD = r"""
 import json, random, sys
-from gateway.outbox import Message, Outbox, Priority
+from gateway.deliver.outbox import Message, Outbox, Priority
 ob = Outbox.open(sys.argv[1], inflight=20)
 rng = random.Random(int(sys.argv[2]))
 n = ob.kv_get("n", 0)
@@ -206,7 +207,7 @@ class Subscriber:
 
 
 class Drain:
-    """A tiny stand-in for gateway/mqtt.py: the outbox is touched only from the
+    """A tiny stand-in for gateway/deliver/mqtt.py: the outbox is touched only from the
     calling thread; paho callbacks just post to a queue. paho keeps unacked
     messages in RAM only, so after a disconnect the client is thrown away and
     the outbox resends (release_inflight), as the real adapter must."""

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import rules as gateway_rules
 from protocols.models import CLEARED_BY, RULE_KEYS, SEVERITIES, load_models, validate_all
+
+from gateway.faults import rules as gateway_rules
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs" / "models"

@@ -2,7 +2,8 @@ import re
 import time
 from datetime import datetime, timezone
 
-from gateway import clock
+from gateway.site import clock
+
 
 ISO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import config as cfgmod
-from gateway.config import (
-    BusCfg, Config, ConfigError, DeviceCfg, check_config, load_config,
-)
+from gateway.site import config as cfgmod
+from gateway.site.config.load import _main
+from gateway.site.config import BusCfg, Config, ConfigError, DeviceCfg, check_config, load_config
+
 
 HERE = Path(__file__).parent
 CASES = HERE / "config_cases"
@@ -429,9 +429,9 @@ def test_docs_mention_every_key():
 def test_module_checks_a_file_from_the_command_line(tmp_path, capsys):
     good = _write(tmp_path, '[gateway]\nid = "g"\n', "good.toml")
     bad = _write(tmp_path, '[gateway]\nid = "g"\nlog_level = "loud"\n', "bad.toml")
-    assert cfgmod._main([str(good)]) == 0
+    assert _main([str(good)]) == 0
     assert capsys.readouterr().out == f"{good}: OK\n"
-    assert cfgmod._main([str(bad)]) == 1
+    assert _main([str(bad)]) == 1
     assert capsys.readouterr().out == (
         'gateway.log_level: "loud" must be one of debug, info, warning, error\n')
-    assert cfgmod._main([]) == 2
+    assert _main([]) == 2

@@ -1,13 +1,14 @@
-"""gateway/interpret.py: triggers, debounce, edges, flapping, restarts, payload."""
+"""gateway/faults/interpret.py: triggers, debounce, edges, flapping, restarts, payload."""
 from __future__ import annotations
 
 import json
 import pytest
 
-from gateway.decode import Reading
-from gateway.interpret import FaultEvent, Interpreter, compile_trigger
 
 from protocols.models import Fault, Model, Text, load_models
+
+from gateway.faults.interpret import FaultEvent, Interpreter, compile_trigger
+from gateway.poll.decode import Reading
 
 
 def model(id: str, *faults: Fault) -> Model:

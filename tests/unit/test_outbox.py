@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from gateway import outbox as outbox_mod
-from gateway.outbox import Message, Outbox, Priority
+from gateway.deliver import outbox as outbox_mod
+from gateway.deliver.outbox import Message, Outbox, Priority
+
 
 E, S, T = Priority.EVENT, Priority.STATE, Priority.TELEMETRY
 
@@ -126,7 +127,7 @@ def test_seq_persisted_monotonic_and_kept_on_resend(path):
 
 def test_seq_survives_a_process_that_never_closes(path):
     code = (
-        "from gateway.outbox import *\n"
+        "from gateway.deliver.outbox import *\n"
         f"ob = Outbox.open({path!r})\n"
         "ob.put([Message('t', {'i': i}, Priority.TELEMETRY) for i in range(4)])\n"
         "print([p.seq for p in ob.next_batch(2)], flush=True)\n"
@@ -618,7 +619,7 @@ def test_read_only_store_holds_events_and_recovers(path):
 def test_crash_while_holding_events_never_reuses_their_seq(path):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     code = (
-        "from gateway.outbox import *\n"
+        "from gateway.deliver.outbox import *\n"
         f"ob = Outbox.open({path!r})\n"
         "ob.put([Message('t', {'i': 0}, Priority.EVENT)])\n"
         "print(ob.next_batch(1)[0].seq)\n"

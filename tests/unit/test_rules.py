@@ -1,11 +1,12 @@
-"""gateway/rules.py: each rule's True / False / None, and where limits come from."""
+"""gateway/faults/rules.py: each rule's True / False / None, and where limits come from."""
 from __future__ import annotations
 
 import pytest
 from hypothesis import given, strategies as st
 
-from gateway import rules
-from gateway.decode import Reading
+from gateway.faults import rules
+from gateway.poll.decode import Reading
+from protocols.models import load_models
 
 
 def r(mono: float = 0.0, **values) -> Reading:
@@ -223,7 +224,6 @@ def test_docs_name_every_rule_and_every_site_param():
     # the models use but the page does not name is a limit nobody will set.
     from pathlib import Path
 
-    from protocols.models import load_models
     page = (Path(__file__).parents[2] / "docs" / "faults.md").read_text(encoding="utf-8")
     missing = [f"rule {name}" for name in rules.RULES if f"`{name}`" not in page]
     for model in load_models().values():

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.decode import decode_reads
-from gateway.interpret import Interpreter
 from protocols.modbus.plan import plan
 from protocols.models import load_models
 from simulators import scenario as scen
+
+from gateway.faults.interpret import Interpreter
+from gateway.poll.decode import decode_reads
 
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "simulators" / "scenarios"
 SCENARIOS = sorted(SCENARIO_DIR.glob("*.toml"))

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from gateway.state import AtomicJSONStorage, StateStore
+from gateway.site.state import AtomicJSONStorage, StateStore
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -131,7 +132,7 @@ def test_storage_used_directly_by_tinydb(tmp_path):
 
 WRITER = r"""
 import sys
-from gateway.state import StateStore
+from gateway.site.state import StateStore
 s = StateStore(sys.argv[1])
 i = s.get("t", "n", 0)
 while True:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .config import MqttCfg
+from gateway.site.config import MqttCfg
 
 log = logging.getLogger(__name__)
 

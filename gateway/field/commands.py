@@ -23,7 +23,9 @@ import asyncio
 import json
 import logging
 
-from . import payloads
+from gateway.deliver import payloads
+
+from .requests import RequestError, Requests
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +45,9 @@ class Refused(Exception):
 
 
 class Commands:
-    def __init__(self, control) -> None:
-        self.control = control
-        self.daemon = control.daemon
+    def __init__(self, requests: Requests, daemon) -> None:
+        self.requests = requests
+        self.daemon = daemon
         self.base = self.daemon.topics.cmd
         self.subscriptions = (f"{self.base}/+",)
         self.tasks: set[asyncio.Task] = set()
@@ -63,7 +65,6 @@ class Commands:
         task.add_done_callback(self.tasks.discard)
 
     async def _handle(self, name: str, payload: bytes) -> None:
-        from .control import RequestError
         req_id = None
         try:
             body = self._parse(payload)
@@ -108,7 +109,7 @@ class Commands:
         return body
 
     async def _run(self, name: str, body: dict) -> dict:
-        c = self.control
+        c = self.requests
         if name == "repoll":
             return await c.h_repoll({"device": body.get("device")}, None)
         if name == "doorlog":

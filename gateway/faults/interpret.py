@@ -17,8 +17,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from gateway import rules as _rules
-from gateway.decode import Reading
+from gateway.faults import rules as _rules
+from gateway.poll.decode import Reading
+from protocols.models import Fault, Text
 
 if TYPE_CHECKING:
     from protocols.models import Fault, Model
@@ -326,7 +327,6 @@ def _read_snapshot(snap: dict) -> tuple[dict[str, dict], dict[str, int], dict]:
 def _retired_fault(code: str, info: dict) -> Fault:
     # The catalogue entry is gone; describe the fault with what the snapshot
     # kept so the cleared event still says what is being closed.
-    from protocols.models import Fault, Text
     en = Text(meaning=f"{code}: no longer in this device's model; closed by the gateway",
               causes=("the device model or its fault catalogue changed",), remedy=(),
               cleared_by="The gateway closes it after a model change.")

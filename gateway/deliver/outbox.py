@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import struct
 import tempfile
 import time
 from collections import OrderedDict
@@ -25,12 +24,10 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Callable, Iterable
 
-from gateway.state import quarantine_path, utc_stamp
+from .outbox_file import SeqFloor, health_of, open_store
 
 __all__ = ["Priority", "Message", "Pending", "Outbox"]
 
-SCHEMA_VERSION = 1
-PAGE_SIZE = 1024  # fewer bytes per commit: measured 2.3x less written per message than 4096 (bench/outbox.py)
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # as docs/configuration.md [outbox] max_bytes
 DEFAULT_MAX_AGE_S = 30 * 24 * 3600.0
 ACK_FLUSH_COUNT = 50
@@ -101,129 +98,6 @@ class _Counters:
                          list(self.n), list(self.dropped), self.coalesced)
 
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS msg (
-    id INTEGER PRIMARY KEY,   -- from counters.last_id: never reused, so a late ack cannot hit a newer row
-    prio INTEGER NOT NULL,
-    topic TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    qos INTEGER NOT NULL,
-    retain INTEGER NOT NULL,
-    stamp REAL NOT NULL,
-    size INTEGER NOT NULL,
-    seq INTEGER
-);
-CREATE INDEX IF NOT EXISTS msg_prio ON msg(prio, id);
-CREATE INDEX IF NOT EXISTS msg_state_unsent ON msg(topic) WHERE prio = 1 AND seq IS NULL;
-CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS counters (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    seq_next INTEGER NOT NULL,
-    last_id INTEGER NOT NULL,
-    clock REAL NOT NULL,
-    bytes INTEGER NOT NULL,
-    n_event INTEGER NOT NULL, n_state INTEGER NOT NULL, n_telemetry INTEGER NOT NULL,
-    dropped_event INTEGER NOT NULL, dropped_state INTEGER NOT NULL, dropped_telemetry INTEGER NOT NULL,
-    coalesced INTEGER NOT NULL
-);
-"""
-
-
-class _Corrupt(Exception):
-    pass
-
-
-class _SeqFloor:
-    """``<store>.seq``: a lower bound for the next seq, outside the database.
-
-    Written only when a seq is handed to a memory-held event (the database
-    cannot be written then), at open and at close. The file is preallocated
-    and the record overwritten in place with pwrite + fdatasync, which needs
-    no new blocks, so it usually still works on a full disk (not on a
-    read-only one). The value is stored twice (plain and xor-ed) so a torn
-    write is detected rather than trusted."""
-
-    _MAGIC = 0x5EC0_F100_D5EC_0F10
-    _SIZE = 4096
-
-    def __init__(self, path: str):
-        self.path = path
-        self.fd: int | None = None
-        self.valid = True  # False: the file exists but its record is damaged
-
-    def read(self) -> int:
-        try:
-            with open(self.path, "rb") as f:
-                raw = f.read(16)
-        except FileNotFoundError:
-            return 0
-        except OSError:
-            self.valid = False
-            return 0
-        if len(raw) < 16:
-            self.valid = False
-            return 0
-        a, b = struct.unpack("<QQ", raw)
-        if a ^ self._MAGIC != b:
-            self.valid = False
-            return 0
-        return a
-
-    def open(self, value: int) -> None:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError:
-            return
-        self.fd = fd
-        try:
-            if os.fstat(fd).st_size < self._SIZE:
-                os.pwrite(fd, bytes(self._SIZE), 0)
-            self.write(value)
-        except OSError:
-            pass
-
-    def write(self, value: int) -> bool:
-        if self.fd is None:
-            return False
-        try:
-            os.pwrite(self.fd, struct.pack("<QQ", value, value ^ self._MAGIC), 0)
-            os.fdatasync(self.fd)
-            return True
-        except OSError:
-            return False
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-def _health_of(exc: sqlite3.Error, directory: str) -> str | None:
-    """Map a write failure to a health word, or None for a programming error."""
-    if isinstance(exc, sqlite3.OperationalError):
-        msg = str(exc).lower()
-        if "full" in msg:
-            return "disk_full"
-        if "readonly" in msg or "read-only" in msg:
-            return "read_only"
-        # ENOSPC and EROFS in the middle of a WAL write surface as a bare
-        # "disk I/O error"; the filesystem tells which one it was.
-        try:
-            st = os.statvfs(directory)
-            if st.f_flag & os.ST_RDONLY:
-                return "read_only"
-            if st.f_bavail * st.f_frsize < 256 * 1024:
-                return "disk_full"
-        except OSError:
-            pass
-        return "io_error"
-    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
-        exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.NotSupportedError)
-    ):
-        return "corrupt"  # damaged while running; the next open quarantines it
-    return None
-
-
 def _with_seq(body: bytes, seq: int) -> bytes:
     # body is compact JSON of a dict without "seq": splice instead of re-encoding.
     if body == b"{}":
@@ -249,8 +123,6 @@ class Outbox:
         self.synchronous = synchronous
         self.inflight_max = inflight
         self.memory_events = memory_events
-        self.quarantined: list[str] = []
-        self.quarantine_reason = ""
         self.ram_only = ""  # why the store lives in RAM (see in_ram), or ""
 
         self._inflight: set[int] = set()
@@ -268,11 +140,11 @@ class Outbox:
         self._age_every = AGE_CHECK_S if max_age_s is None else min(AGE_CHECK_S, max_age_s / 4)
 
         os.makedirs(self.directory, exist_ok=True)
-        self._floor = _SeqFloor(self.path + ".seq")
+        self._floor = SeqFloor(self.path + ".seq")
         floor = self._floor.read()
         if not self._floor.valid and time.time() > 1.7e9:
             floor = int(time.time() * 1000)  # a damaged bound: be safe, jump
-        self._db = self._open_or_quarantine(floor)
+        self._db, self.quarantined, self.quarantine_reason = open_store(self.path, synchronous, floor)
         self._c = self._load_counters()
         self._clock_base = self._c.clock
         self._mono0 = time.monotonic()
@@ -304,7 +176,7 @@ class Outbox:
         base = "/dev/shm" if os.path.isdir("/dev/shm") else None
         d = tempfile.mkdtemp(prefix="edgegw-ram-", dir=base)
         path = os.path.join(d, "outbox.db")
-        floor = _SeqFloor(path + ".seq")
+        floor = SeqFloor(path + ".seq")
         floor.open(int(time.time() * 1000))
         floor.close()
         ob = cls(path, **kw)
@@ -312,101 +184,6 @@ class Outbox:
         return ob
 
     # ------------------------------------------------------------------ open
-
-    def _check_existing(self) -> None:
-        """Judge an existing file without changing a byte of it (a read-only
-        connection never checkpoints the WAL into a damaged file), so what is
-        quarantined is exactly what was found."""
-        try:
-            with open(self.path, "rb") as f:
-                head = f.read(16)
-        except FileNotFoundError:
-            return
-        if not head:
-            return  # created empty just before a crash: a valid empty store
-        if head != b"SQLite format 3\x00":
-            raise _Corrupt("not an SQLite file")
-        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5.0)
-        try:
-            check = db.execute("PRAGMA quick_check").fetchall()
-            if [r[0] for r in check] != ["ok"]:
-                raise _Corrupt("quick_check: " + "; ".join(str(r[0]) for r in check[:3]))
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            tables = db.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
-            if version == 0 and tables:
-                raise _Corrupt("not an outbox store (foreign tables, no schema version)")
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path}: schema version {version} is newer than this software")
-        finally:
-            db.close()
-
-    def _connect(self) -> sqlite3.Connection:
-        self._check_existing()
-        if not os.path.exists(self.path):
-            # the outbox holds access events (card numbers): owner only
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
-        try:
-            # takes effect only while the file is still empty
-            db.execute(f"PRAGMA page_size={PAGE_SIZE}")
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"cannot switch to WAL (journal_mode={mode})")
-            db.execute(f"PRAGMA synchronous={self.synchronous}")
-            db.execute("PRAGMA journal_size_limit=8388608")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                db.execute("BEGIN IMMEDIATE")
-                # statement by statement: executescript() would commit first
-                for stmt in _DDL.split(";"):
-                    if stmt.strip():
-                        db.execute(stmt)
-                db.execute("INSERT OR IGNORE INTO counters VALUES (1, 1, 0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0)")
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                db.execute("COMMIT")
-        except BaseException:
-            db.close()
-            raise
-        return db
-
-    def _open_or_quarantine(self, floor: int) -> sqlite3.Connection:
-        try:
-            return self._connect()
-        except sqlite3.OperationalError:
-            raise  # locked, unwritable, missing folder...: not the file's fault
-        except (sqlite3.DatabaseError, _Corrupt) as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-        salvaged = self._salvage_seq()
-        # the floor file is not moved: it is a seq bound, not data
-        stamp = utc_stamp()
-        for suffix in ("", "-wal", "-shm"):
-            moved = quarantine_path(self.path + suffix, stamp)
-            if moved:
-                self.quarantined.append(moved)
-        self.quarantine_reason = reason
-        db = self._connect()
-        # Consumers drop duplicates by seq, so a fresh store must never reuse a
-        # number the lost one had sent. What salvage and the floor file say may
-        # be stale, so also jump to the wall clock in ms when it is plausible.
-        start = max(salvaged or 0, floor, 1)
-        if time.time() > 1.7e9:
-            start = max(start, int(time.time() * 1000))
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("UPDATE counters SET seq_next=? WHERE id=1", (start,))
-        db.execute(f"PRAGMA synchronous={self.synchronous}")
-        return db
-
-    def _salvage_seq(self) -> int | None:
-        try:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=1.0)
-            try:
-                a = db.execute("SELECT seq_next FROM counters").fetchone()[0] or 0
-                b = db.execute("SELECT max(seq) FROM msg").fetchone()[0] or 0
-                return max(int(a), int(b) + 1)
-            finally:
-                db.close()
-        except (sqlite3.Error, TypeError, ValueError):
-            return None
 
     def _load_counters(self) -> _Counters:
         r = self._db.execute(
@@ -467,7 +244,7 @@ class Outbox:
         return result
 
     def _degrade(self, exc: sqlite3.Error) -> None:
-        health = _health_of(exc, self.directory)
+        health = health_of(exc, self.directory)
         if health is None:
             raise exc
         self._health = health

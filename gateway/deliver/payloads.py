@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from . import clock
+from gateway.site import clock
 
 SCHEMA_VERSION = 1
 

@@ -149,7 +149,7 @@ def main(args) -> int:
               f"config {cfg}, logs in {workdir}", flush=True)
         viewer = threading.Thread(target=live_view, args=(port, stop), daemon=True)
         viewer.start()
-        gw = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(cfg)],
+        gw = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(cfg)],
                               stderr=open(workdir / "gateway.log", "w"))
         deadline = time.monotonic() + args.seconds if args.seconds else None
         while deadline is None or time.monotonic() < deadline:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gateway.decode import Reading
+    from gateway.poll.decode import Reading
 
 Rule = Callable[[dict, dict, "Reading", "Reading | None", "float | None", float], "bool | None"]
 

@@ -1,0 +1,2 @@
+"""Delivery: the durable outbox, the group commit into it, the publisher that
+drains it to the broker, the MQTT link, and the payloads of the MQTT contract."""

@@ -1,0 +1,83 @@
+"""Drains the outbox to the broker within a bounded in-flight window; a
+message is deleted only when its PUBACK arrives."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from .mqtt import MqttLink
+from .outbox import Outbox
+
+PUMP_GATHER_S = 0.01
+
+
+class Publisher:
+    """Drains the outbox to MQTT within a bounded in-flight window."""
+
+    def __init__(self, outbox: Outbox, window: int) -> None:
+        self.outbox = outbox
+        self.window = window
+        self.link: MqttLink | None = None
+        self.inflight: dict[int, int] = {}  # paho mid -> outbox id
+        self.sent = 0
+        self.acked_count = 0
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def up(self) -> None:
+        self.wake()
+
+    def down(self) -> None:
+        # Whatever paho held is gone with its client; the outbox hands it out
+        # again (same seq) on the next connection.
+        self.inflight.clear()
+        self.outbox.release_inflight()
+
+    def acked(self, mid: int) -> None:
+        oid = self.inflight.pop(mid, None)
+        if oid is not None:
+            self.outbox.ack(oid)
+            self.acked_count += 1
+            self.wake()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            await self._wake.wait()
+            # Let acks and commits of the next few ms gather: each batch is one
+            # synced commit in the outbox (seq assignment).
+            await asyncio.sleep(PUMP_GATHER_S)
+            self._wake.clear()
+            self.pump()
+
+    def pump(self) -> None:
+        link = self.link
+        # Each batch assigns seqs in one synced commit: refill when a tenth of
+        # the window is free, not after every PUBACK.
+        refill = max(1, self.window // 10)
+        while link is not None and link.connected:
+            room = self.window - len(self.inflight)
+            if room < refill and self.inflight:
+                return
+            batch = self.outbox.next_batch(room)
+            if not batch:
+                return
+            for p in batch:
+                mid = link.publish(p.topic, p.payload, p.qos, p.retain)
+                if mid is None:
+                    self.down()
+                    return
+                self.inflight[mid] = p.id
+                self.sent += 1
+
+    async def drain(self, timeout: float) -> None:
+        """On shutdown: give the broker a moment to acknowledge what is in flight."""
+        deadline = time.monotonic() + timeout
+        while self.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()

@@ -1,0 +1,50 @@
+"""`edgegw explain MODEL CODE` and `edgegw faults [DEVICE...]`.
+
+explain reads only the packaged model catalogue: it works on a laptop in the
+van, with no config and no daemon. faults asks the daemon for what stands
+now and reads the fault history the daemon keeps in the state dir; with the
+daemon stopped it shows what was last recorded and says so.
+"""
+from __future__ import annotations
+
+import difflib
+import sys
+
+from protocols.models import load_models
+
+from . import i18n
+from .client import DEFAULT_CONFIG, _raw_language, err, print_json
+from .text import use_color
+from .views import explain_dict, render_explain
+
+
+def _lang_for_explain(args) -> str:
+    return (i18n.norm(args.lang) or _raw_language(args.config or DEFAULT_CONFIG)
+            or i18n.env_lang() or "en")
+
+
+def explain(args) -> int:
+
+    lang = _lang_for_explain(args)
+    models = load_models()
+    model = models.get(args.model) or next((m for k, m in models.items() if k.lower() == args.model.lower()),
+                                           None)
+    if model is None:
+        err(i18n.t(lang, "ex.no_model", model=args.model, known=", ".join(sorted(models))))
+        return 2
+    codes = [f.code for f in model.faults]
+    fault = next((f for f in model.faults if f.code == args.code), None) or \
+        next((f for f in model.faults if f.code.lower() == args.code.lower()), None)
+    if fault is None:
+        close = difflib.get_close_matches(args.code.upper(), codes, n=1, cutoff=0.5)
+        hint = i18n.t(lang, "ex.did_you_mean", m=close[0]) if close else ""
+        err(i18n.t(lang, "ex.no_code", model=model.id, code=args.code, hint=hint, codes=", ".join(codes)))
+        return 2
+    e = explain_dict(model, fault)
+    if args.json:
+        print_json(e)
+    else:
+        sys.stdout.write(render_explain(e, lang, use_color()))
+    return 0
+
+

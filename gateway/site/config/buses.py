@@ -1,0 +1,224 @@
+"""[[bus]] (serial port settings or tcp://host:port) and [[device]]."""
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from .checker import BAD, BaseChecker, Check, kind, q
+from .types import (
+    BAUDRATES,
+    DEFAULTS,
+    MODBUS_TCP_PORT,
+    NAME_RE,
+    NAME_TEXT,
+    BusCfg,
+    DeviceCfg,
+)
+
+_HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
+_TCP_RE = re.compile(r"(?:\[(?P<v6>[^\]]*)\]|(?P<host>[^:/\[\]]*))(?::(?P<port>[0-9]+))?\Z")
+
+
+def raw_names(entries) -> list[str]:
+    if not isinstance(entries, list):
+        return []
+    names: list[str] = []
+    for e in entries:
+        if isinstance(e, dict) and isinstance(e.get("name"), str) and e["name"] not in names:
+            names.append(e["name"])
+    return names
+
+
+class BusSections(BaseChecker):
+    def buses(self, kp, v):
+        entries = self.array_of_tables(kp, v)
+        if entries is None:
+            return ()
+        self.seen_bus_names: dict[str, int] = {}
+        self.seen_serial_ports: dict[str, str] = {}
+        out = []
+        for i, entry in enumerate(entries):
+            bus = self.bus(f"{kp}[{i}]", entry)
+            if bus is not None:
+                out.append(bus)
+        return out
+
+    def bus(self, kp, v):
+        data = self.table(kp, v)
+        if data is None:
+            return None
+        raw_port = data.get("port")
+        is_tcp = isinstance(raw_port, str) and "://" in raw_port
+
+        def serial_only(check: Check) -> Check:
+            def run(k, x):
+                if is_tcp:
+                    self.add(k, f"only applies to a serial bus; this bus is {raw_port}")
+                    return BAD
+                return check(k, x)
+            return run
+
+        spec = {
+            "name": lambda k, x: self.unique_name(k, x, self.seen_bus_names),
+            "port": self.bus_port,
+            "baudrate": serial_only(self.baudrate),
+            "parity": serial_only(lambda k, x: self.string(k, x, choices=("N", "E", "O"))),
+            "stopbits": serial_only(lambda k, x: self.integer(k, x, choices=(1, 2))),
+            "bytesize": serial_only(lambda k, x: self.integer(k, x, choices=(7, 8))),
+            "timeout_s": lambda k, x: self.number(k, x, 0.05, 10),
+            "retries": lambda k, x: self.integer(k, x, 0, 5),
+            "gap": lambda k, x: self.integer(k, x, 0, 124),
+            "max_registers": lambda k, x: self.integer(k, x, 1, 125),
+            "backoff_max_s": lambda k, x: self.number(k, x, 1, 3600),
+        }
+        got = self.fields(data, kp, spec, required=("name", "port"))
+        if "port" in got and got["port"][0] == "serial":
+            # Two masters on one RS-485 line would garble each other's frames.
+            device_path = got["port"][1]
+            other = self.seen_serial_ports.get(device_path)
+            if other is not None:
+                self.add(f"{kp}.port", f"{q(device_path)} is already used by {other}")
+            else:
+                name = data.get("name")
+                self.seen_serial_ports[device_path] = (
+                    f"bus {q(name)}" if isinstance(name, str) else kp)
+        if "name" not in got or "port" not in got:
+            return None
+        kind, host, tcp_port = got["port"]
+        d = DEFAULTS["bus"]
+        return BusCfg(
+            name=got["name"], kind=kind, port=host, tcp_port=tcp_port,
+            **{k: got.get(k, d[k]) for k in d},
+        )
+
+    def unique_name(self, kp, v, seen: dict[str, int]):
+        s = self.string(kp, v, pattern=NAME_RE, pattern_text=NAME_TEXT)
+        if s is BAD:
+            return BAD
+        if s in seen:
+            self.add(kp, f"{q(s)} is used twice")
+            return BAD
+        seen[s] = 1
+        return s
+
+    def bus_port(self, kp, v):
+        s = self.string(kp, v)
+        if s is BAD:
+            return BAD
+        usage = "a serial device path (/dev/serial/by-id/...) or tcp://host:port"
+        if "://" not in s:
+            if not s.startswith("/"):
+                self.add(kp, f"{q(s)} is not {usage}")
+                return BAD
+            return ("serial", s, None)
+        scheme, rest = s.split("://", 1)
+        if scheme != "tcp":
+            self.add(kp, f'{q(s)}: unsupported scheme "{scheme}" (expected {usage})')
+            return BAD
+        m = _TCP_RE.match(rest)
+        if m is None or not (m["v6"] or m["host"]):
+            self.add(kp, f"{q(s)} is not tcp://host:port (IPv6 in brackets: tcp://[::1]:502)")
+            return BAD
+        if m["v6"] is not None:
+            host = m["v6"]
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                self.add(kp, f"{q(s)}: [{host}] is not an IPv6 address")
+                return BAD
+        else:
+            host = m["host"]
+            if not _HOST_RE.match(host):
+                self.add(kp, f"{q(s)}: {q(host)} is not a host name or IP address")
+                return BAD
+        port = int(m["port"]) if m["port"] is not None else MODBUS_TCP_PORT
+        if not 1 <= port <= 65535:
+            self.add(kp, f"{q(s)}: port {port} is outside 1-65535")
+            return BAD
+        return ("tcp", host, port)
+
+    def baudrate(self, kp, v):
+        n = self.integer(kp, v)
+        if n is not BAD and n not in BAUDRATES:
+            self.add(kp, f"{n} is not a standard rate ({', '.join(map(str, BAUDRATES))})")
+            return BAD
+        return n
+
+    def devices(self, kp, v):
+        entries = self.array_of_tables(kp, v)
+        if entries is None:
+            return ()
+        self.seen_device_names: dict[str, int] = {}
+        self.units: dict[tuple[str, int], str] = {}
+        out = []
+        for i, entry in enumerate(entries):
+            dev = self.device(f"{kp}[{i}]", entry)
+            if dev is not None:
+                out.append(dev)
+        return out
+
+    def device(self, kp, v):
+        data = self.table(kp, v)
+        if data is None:
+            return None
+        spec = {
+            "name": lambda k, x: self.unique_name(k, x, self.seen_device_names),
+            "bus": self.device_bus,
+            "unit": lambda k, x: self.integer(k, x, 1, 247),
+            "model": self.model,
+            "poll_interval_s": lambda k, x: self.number(k, x, 0.1, 86400),
+            "enabled": self.boolean,
+            "params": self.params,
+        }
+        got = self.fields(data, kp, spec, required=("name", "bus", "unit", "model"))
+        if "bus" in got and "unit" in got:
+            key = (got["bus"], got["unit"])
+            if key in self.units:
+                self.add(kp, f"unit {got['unit']} on bus {q(got['bus'])} "
+                             f"is already used by {self.units[key]}")
+            else:
+                name = data.get("name")
+                self.units[key] = f"device {q(name)}" if isinstance(name, str) else kp
+        if not {"name", "bus", "unit", "model"} <= got.keys():
+            return None
+        d = DEFAULTS["device"]
+        return DeviceCfg(
+            name=got["name"], bus=got["bus"], unit=got["unit"], model=got["model"],
+            poll_interval_s=got.get("poll_interval_s", d["poll_interval_s"]),
+            enabled=got.get("enabled", d["enabled"]),
+            params=got.get("params", {}),
+        )
+
+    def device_bus(self, kp, v):
+        s = self.string(kp, v)
+        if s is BAD:
+            return BAD
+        if s not in self.bus_names:
+            listed = ", ".join(self.bus_names) if self.bus_names else "no [[bus]] is configured"
+            self.add(kp, f"{q(s)} is not a configured bus ({listed})")
+            return BAD
+        return s
+
+    def model(self, kp, v):
+        s = self.string(kp, v)
+        if s is BAD:
+            return BAD
+        if self.known_models is not None and s not in self.known_models:
+            listed = ", ".join(self.known_models) or "none are installed"
+            self.add(kp, f"{q(s)} is not a known model ({listed})")
+            return BAD
+        return s
+
+    def params(self, kp, v):
+        data = self.table(kp, v)
+        if data is None:
+            return BAD
+        out = {}
+        ok = True
+        for key, value in data.items():
+            if isinstance(value, (bool, int, float, str)):
+                out[key] = value
+            else:
+                self.add(f"{kp}.{key}", f"expected a number, string or boolean, got {kind(value)}")
+                ok = False
+        return out if ok else BAD

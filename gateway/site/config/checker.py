@@ -1,0 +1,184 @@
+"""The checker's base: every check records its own problem with the key path
+and returns BAD, so one pass collects every problem of the file."""
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+BAD = object()   # a value that failed its check; its problem is already recorded
+
+
+def q(s: str) -> str:
+    return json.dumps(s, ensure_ascii=False)
+
+
+def num(x) -> str:
+    if isinstance(x, float) and x.is_integer():
+        return str(int(x))
+    return repr(x)
+
+
+def kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return f"boolean {'true' if v else 'false'}"
+    if isinstance(v, int):
+        return f"integer {v}"
+    if isinstance(v, float):
+        return f"float {v!r}"
+    if isinstance(v, str):
+        return f"string {q(v)}"
+    if isinstance(v, dict):
+        return "table"
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, (_dt.datetime, _dt.date, _dt.time)):
+        return f"date/time {v.isoformat()}"
+    return type(v).__name__
+
+
+Check = Callable[[str, Any], Any]
+
+
+class BaseChecker:
+    def __init__(self, path: Path, known_models: Iterable[str] | None):
+        self.path = path
+        self.base = path.parent
+        self.known_models = None if known_models is None else sorted(set(known_models))
+        self.problems: list[str] = []
+
+    def add(self, keypath: str, message: str) -> None:
+        self.problems.append(f"{keypath}: {message}")
+
+    # ---- scalar checks: each records its own problem and returns BAD
+
+    def string(self, kp, v, *, choices=None, pattern=None, pattern_text="", empty_ok=False):
+        if not isinstance(v, str):
+            self.add(kp, f"expected a string, got {kind(v)}")
+            return BAD
+        if choices is not None and v not in choices:
+            self.add(kp, f"{q(v)} must be one of {', '.join(choices)}")
+            return BAD
+        if not v and not empty_ok:
+            self.add(kp, "must not be empty")
+            return BAD
+        if pattern is not None and not pattern.match(v):
+            self.add(kp, f"{q(v)} {pattern_text}")
+            return BAD
+        return v
+
+    def integer(self, kp, v, lo=None, hi=None, choices=None):
+        if isinstance(v, bool) or not isinstance(v, int):
+            self.add(kp, f"expected an integer, got {kind(v)}")
+            return BAD
+        if choices is not None and v not in choices:
+            self.add(kp, f"{v} must be one of {', '.join(map(str, choices))}")
+            return BAD
+        if lo is not None and hi is not None and not lo <= v <= hi:
+            self.add(kp, f"{v} is outside {lo}-{hi}")
+            return BAD
+        if lo is not None and hi is None and v < lo:
+            self.add(kp, f"{v} is below the minimum {lo}")
+            return BAD
+        return v
+
+    def number(self, kp, v, lo=None, hi=None, above=None):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            self.add(kp, f"expected a number, got {kind(v)}")
+            return BAD
+        if not math.isfinite(v):
+            self.add(kp, f"{v!r} is not a finite number")
+            return BAD
+        if lo is not None and not lo <= v <= hi:
+            self.add(kp, f"{num(v)} is outside {num(lo)}-{num(hi)}")
+            return BAD
+        if above is not None and not v > above:
+            self.add(kp, f"{num(v)} must be greater than {num(above)}")
+            return BAD
+        return float(v)
+
+    def boolean(self, kp, v):
+        if not isinstance(v, bool):
+            self.add(kp, f"expected true or false, got {kind(v)}")
+            return BAD
+        return v
+
+    def table(self, kp, v) -> dict | None:
+        if not isinstance(v, dict):
+            self.add(kp, f"expected a table, got {kind(v)}")
+            return None
+        return v
+
+    def resolve(self, p: str) -> Path:
+        return self.base / p   # an absolute p replaces the base
+
+    def existing_file(self, kp, v):
+        s = self.string(kp, v)
+        if s is BAD:
+            return BAD
+        p = self.resolve(s)
+        if not p.exists():
+            self.add(kp, f"{p} does not exist")
+            return BAD
+        if not p.is_file():
+            self.add(kp, f"{p} is not a file")
+            return BAD
+        try:
+            with open(p, "rb"):
+                pass
+        except OSError as e:
+            self.add(kp, f"{p} cannot be read ({e.strerror})")
+            return BAD
+        return p
+
+    # ---- tables
+
+    def fields(self, data: dict, path: str, spec: dict[str, Check], *,
+               required: tuple[str, ...] = (), hints: dict[str, str] | None = None) -> dict:
+        """Check every key of `data` in file order; unknown keys are problems."""
+        out: dict = {}
+        for key, value in data.items():
+            kp = f"{path}.{key}" if path else key
+            check = spec.get(key)
+            if check is None:
+                self.unknown(kp, key, spec, hints or {})
+                continue
+            result = check(kp, value)
+            if result is not BAD:
+                out[key] = result
+        for key in required:
+            if key not in data:
+                self.add(f"{path}.{key}", "required key is missing")
+        return out
+
+    def unknown(self, kp, key, known: Iterable[str], hints: dict[str, str]) -> None:
+        known = list(known)
+        if key in hints:
+            self.add(kp, f"unknown key ({hints[key]})")
+            return
+        by_lower = {k.lower(): k for k in known}
+        close = difflib.get_close_matches(key.lower(), list(by_lower), n=1)
+        if close:
+            self.add(kp, f'unknown key (did you mean "{by_lower[close[0]]}"?)')
+        else:
+            self.add(kp, f"unknown key (known keys: {', '.join(known)})")
+
+    def array_of_tables(self, kp, v) -> list | None:
+        if isinstance(v, dict):
+            self.add(kp, f"expected an array of tables ([[{kp}]]), got a single table ([{kp}])")
+            return None
+        if not isinstance(v, list):
+            self.add(kp, f"expected an array of tables ([[{kp}]]), got {kind(v)}")
+            return None
+        return v
+
+    # ---- the document
+
+    # ---- buses
+
+    # ---- devices
+
+    # ---- doors (docs/doors.md): checked here, interpreted by gateway/cards.py
