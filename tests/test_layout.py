@@ -11,6 +11,7 @@ their __init__ first), so those edges are in the graph too.
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -213,3 +214,11 @@ def test_modules_stay_readable():
         if n > MAX_LINES and LONG_MARK not in doc and str(path.relative_to(ROOT)) not in PENDING_SPLIT:
             long.append(f"{path.relative_to(ROOT)}: {n} lines")
     assert long == []
+
+
+def test_every_package_is_installed():
+    """A wheel holds only the packages pyproject.toml lists: a folder left out
+    works from a checkout and fails on a site box."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {m for m in MODULES if _is_package(m)}
+    assert packages - listed == set()
