@@ -172,7 +172,10 @@ class _Ctx:
 
     @property
     def node(self) -> str:
-        return f"edgegw_{self.gw}"
+        # The gateway id alone, a whole topic level: Mosquitto substitutes
+        # %u only as a whole level, so `pattern write <prefix>/+/%u/#` lets
+        # each gateway write its own configs and no other's.
+        return self.gw
 
     @property
     def status(self) -> str:

@@ -277,7 +277,7 @@ def test_units_and_classes_of_the_contract_keys():
                                                         _device("gd-01", "gas-alarm-controller")]))
 
     def cfg(dev, key):
-        return msgs[f"{PREFIX}/sensor/edgegw_{GW}/{dev}__{key}/config"]
+        return msgs[f"{PREFIX}/sensor/{GW}/{dev}__{key}/config"]
 
     def kind(c):
         return c.get("device_class"), c.get("unit_of_measurement"), c.get("state_class")
@@ -478,10 +478,10 @@ def test_through_mosquitto_as_home_assistant_sees_it(tmp_path):
         ha = HaView(configs, retained)
 
         def sensor(dev, key):
-            return ha.state(f"{PREFIX}/sensor/edgegw_{GW}/{dev}__{key}/config")
+            return ha.state(f"{PREFIX}/sensor/{GW}/{dev}__{key}/config")
 
         def fault(dev, code):
-            return ha.state(f"{PREFIX}/binary_sensor/edgegw_{GW}/{dev}__{hass._fault_part(code)}/config")
+            return ha.state(f"{PREFIX}/binary_sensor/{GW}/{dev}__{hass._fault_part(code)}/config")
 
         # every value of an online device, as the number (or text) the state carries
         for dev, model_id, values in (("fm-01", "turbine-evc", TURBINE_VALUES), ("mc-01", "mhcg", MHCG_VALUES)):
@@ -489,7 +489,7 @@ def test_through_mosquitto_as_home_assistant_sees_it(tmp_path):
                 if not f.publish:
                     continue
                 available, value, _ = sensor(dev, f.name)
-                cfg = configs[f"{PREFIX}/sensor/edgegw_{GW}/{dev}__{f.name}/config"]
+                cfg = configs[f"{PREFIX}/sensor/{GW}/{dev}__{f.name}/config"]
                 want = float(values[f.name]) if numeric(cfg) else str(values[f.name])
                 assert available, (dev, f.name)
                 assert value == want, (dev, f.name, value)
@@ -523,8 +523,8 @@ def test_through_mosquitto_as_home_assistant_sees_it(tmp_path):
         assert sensor("fm-01", "link-state")[1] == "online"
 
         # the gateway
-        gw = f"{PREFIX}/sensor/edgegw_{GW}"
-        assert ha.state(f"{PREFIX}/binary_sensor/edgegw_{GW}/gateway_online/config")[:2] == (True, True)
+        gw = f"{PREFIX}/sensor/{GW}"
+        assert ha.state(f"{PREFIX}/binary_sensor/{GW}/gateway_online/config")[:2] == (True, True)
         assert ha.state(f"{gw}/gateway_backlog_msgs/config")[:2] == (True, 7.0)
         assert ha.state(f"{gw}/gateway_oldest_age_s/config")[:2] == (True, None)   # null: unknown
         assert ha.state(f"{gw}/gateway_devices_with_faults/config")[:2] == (True, 3.0)
