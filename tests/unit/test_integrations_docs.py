@@ -416,3 +416,16 @@ def test_telegraf_reads_the_documented_telemetry():
     # after exclusion every documented value is a number
     kept = {k: v for k, v in tele[obj["path"]].items() if k not in obj.get("excluded_keys", [])}
     assert kept and all(isinstance(v, (int, float)) for v in kept.values())
+
+
+def test_documented_config_sizes_hold():
+    part = DOC.split("### Size", 1)[1].split("### ", 1)[0]
+    sizes = dict(re.findall(r"([a-z-]+) (\d+)\s+KB", part.replace("\n", " ")))
+    assert set(sizes) >= set(MODELS), sorted(sizes)
+    for model_id, kb in sizes.items():
+        if model_id not in MODELS:
+            continue
+        msgs = hass.discovery("edgegw/site-001", "site-001", "homeassistant",
+                              [("dev-01", MODELS[model_id], "rs485-1", 3)], sw_version="0.1.0")[6:]
+        size = sum(len(t) + len(hass.encode(p)) for t, p in msgs)
+        assert round(size / 1000) == int(kb), (model_id, size)
