@@ -39,6 +39,7 @@ from gateway.poll.portlock import lock_path
 from gateway.poll.runtime import DeviceRuntime, make_runtime
 from gateway.site import clock
 from gateway.site.config import Config
+from gateway.site.looplag import LoopLag
 from gateway.site.state import StateStore
 from protocols.models import load_models
 
@@ -50,6 +51,9 @@ SHUTDOWN_DRAIN_S = 3.0
 HOUSEKEEPING_S = 5.0
 STATE_REFRESH_S = 30.0
 STATUS_BACKLOG_INTERVAL_S = 10.0
+# A message older than this is a backlog being drained, not one on its way:
+# on a slow uplink a few messages are always in flight.
+BACKLOG_AGE_S = 30.0
 
 
 class Attachment(Protocol):
@@ -71,6 +75,7 @@ class Daemon:
         self.models = models if models is not None else load_models()
         self.topics = payloads.Topics(cfg.mqtt.topic_prefix, cfg.gateway.id)
         self.started_mono = time.monotonic()
+        self.lag = LoopLag()
         self.started_ts = clock.utc_now_iso()
         self.stop_event = asyncio.Event()
         self.buses: list[Bus] = []
@@ -238,7 +243,8 @@ class Daemon:
             "backlog": {k: stats.get(k) for k in ("backlog_msgs", "backlog_bytes", "oldest_age_s", "inflight")},
             "dropped": stats.get("dropped"),
             "coalesced": stats.get("coalesced"),
-            "store": {"health": stats.get("health"), "detail": stats.get("health_detail")},
+            "store": {"health": stats.get("health"), "detail": stats.get("health_detail") or None},
+            "loop_lag_ms": self.lag.summary(),
             "buses": {b.cfg.name: b.stats.summary() for b in self.buses},
             "devices": {
                 "total": len(devices),
@@ -297,8 +303,8 @@ class Daemon:
                 if self.outbox.health != "ok":
                     self.outbox.retry()
                 # While a backlog drains, say how it goes more often.
-                every = STATUS_INTERVAL_S if not self.outbox.stats().get("backlog_msgs") \
-                    else STATUS_BACKLOG_INTERVAL_S
+                draining = (self.outbox.stats().get("oldest_age_s") or 0) >= BACKLOG_AGE_S
+                every = STATUS_BACKLOG_INTERVAL_S if draining else STATUS_INTERVAL_S
                 if time.monotonic() - self._status_mono >= every:
                     self.publish_status()
                 if time.monotonic() - last_state >= STATE_FLUSH_INTERVAL_S:
@@ -331,7 +337,8 @@ class Daemon:
                  self.cfg.gateway.state_dir)
         if self.control is not None:
             await self.control.start()
-        tasks = [asyncio.create_task(self.link.run(), name="mqtt"),
+        tasks = [asyncio.create_task(self.lag.run(), name="loop-lag"),
+                 asyncio.create_task(self.link.run(), name="mqtt"),
                  asyncio.create_task(self.publisher.run(), name="publisher"),
                  asyncio.create_task(self._housekeeping(), name="housekeeping")]
         tasks += [asyncio.create_task(b.run(), name=f"bus:{b.cfg.name}") for b in self.buses]
