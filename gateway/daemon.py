@@ -32,6 +32,7 @@ from gateway.deliver.commit import GroupCommit
 from gateway.deliver.mqtt import MqttLink
 from gateway.deliver.outbox import Message, Outbox, Priority
 from gateway.deliver.publisher import Publisher
+from gateway.deliver.report import Reporter
 from gateway.doors.site import DoorSite
 from gateway.faults.interpret import Interpreter
 from gateway.poll.bus import Bus
@@ -82,6 +83,7 @@ class Daemon:
         self.bus_of: dict[str, str] = {}
         self.runtimes: dict[str, DeviceRuntime] = {}
         self.interps: dict[str, Interpreter] = {}
+        self.reporters: dict[str, Reporter] = {}   # devices that report by exception
         self._snap_saved: dict[str, dict] = {}
         self.outbox: Outbox | None = None
         self.state: StateStore | None = None
@@ -146,6 +148,8 @@ class Daemon:
                                           wake=lambda: self.publisher and self.publisher.wake())
                 rt.custom = self.doors.poller(rt)
             self.runtimes[dc.name] = rt
+            if dc.report is not None:
+                self.reporters[dc.name] = Reporter(dc.report)
             self.bus_of[dc.name] = dc.bus
             by_bus[dc.bus].append(rt)
             params = dict(dc.params)
@@ -170,9 +174,15 @@ class Daemon:
         interp = self.interps[d.name]
         events = interp.step(reading)
         msgs: list[Message] = []
+        now = time.monotonic()
         if reading.values:
-            msgs.append(Message(self.topics.telemetry(d.name), payloads.telemetry(d, reading),
-                                Priority.TELEMETRY))
+            body = payloads.telemetry(d, reading)
+            rep = self.reporters.get(d.name)
+            errors = body.get("errors", {})
+            if rep is None or rep.due(body["values"], errors, now):
+                msgs.append(Message(self.topics.telemetry(d.name), body, Priority.TELEMETRY))
+                if rep is not None:
+                    rep.sent(body["values"], errors, now)
         for ev in events:
             body = payloads.envelope(ev.ts)
             body.update(ev.payload())
@@ -180,15 +190,15 @@ class Daemon:
             log.warning("device %s: fault %s %s", d.name, ev.code, ev.state) if ev.state == "raised" \
                 else log.info("device %s: fault %s %s", d.name, ev.code, ev.state)
         # Retained state when something a consumer acts on changed, and at
-        # least every STATE_REFRESH_S for the values; telemetry carries every
-        # reading. This halves the messages per poll.
+        # least every STATE_REFRESH_S for the values (the heartbeat when the
+        # device reports by exception); telemetry carries the readings.
         active = interp.active()
         sig = (d.available, d.last_error, d.last_values.get("log_epoch"),
                tuple(sorted((c, bool(i.get("flapping")))
                                                        for c, i in active.items())))
-        now = time.monotonic()
         last_sig, last_at = self._state_sent.get(d.name, (None, -1e9))
-        if sig != last_sig or now - last_at >= STATE_REFRESH_S:
+        refresh = max(STATE_REFRESH_S, d.cfg.report.heartbeat_s) if d.cfg.report else STATE_REFRESH_S
+        if sig != last_sig or now - last_at >= refresh:
             msgs.append(Message(self.topics.state(d.name),
                                 payloads.state(d, self.bus_of[d.name], active),
                                 Priority.STATE, retain=True))

@@ -163,6 +163,10 @@ def gateway_config(workdir: Path, broker_port: int, buses: dict[str, str], devic
             lines.append("[device.params]")
             for k, v in d["params"].items():
                 lines.append(f"{k} = {json.dumps(v)}")
+        if d.get("report"):
+            r = d["report"]
+            lines += ["[device.report]", f'heartbeat_s = {r["heartbeat_s"]}',
+                      "deadband = { " + ", ".join(f"{k} = {v}" for k, v in r.get("deadband", {}).items()) + " }"]
         lines.append("")
     lines.append(extra)
     path = workdir / "edgegw.toml"

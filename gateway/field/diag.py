@@ -63,7 +63,7 @@ def item(check: str, level: str, key: str, label_args: dict | None = None, **arg
 def check_config(path, started_epoch: float | None = None) -> dict:
 
     try:
-        known = load_models().keys()
+        known = load_models()
     except Exception:  # noqa: BLE001 - a broken model file is reported by config check too
         known = None
     problems = _check(path, known_models=known)

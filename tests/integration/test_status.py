@@ -24,7 +24,7 @@ def test_steady_state_status_is_not_sent_every_ten_seconds(tmp_path):
     try:
         sim, where = start_sim(tmp_path, SCENARIO)
         cfg = gateway_config(tmp_path, uplink.port, where["buses"],
-                             [dict(d, poll_interval_s=0.1) for d in DEVICES])
+                             [dict(d, poll_s=0.2) for d in DEVICES])
         gw = start_gateway(cfg)
         sub.wait_for(lambda s: s.select(), 20, "first status")
         first = time.monotonic()
