@@ -32,6 +32,7 @@ from gateway.deliver.commit import GroupCommit
 from gateway.deliver.mqtt import MqttLink
 from gateway.deliver.outbox import Message, Outbox, Priority
 from gateway.deliver.publisher import Publisher
+from gateway.deliver.report import Reporter
 from gateway.doors.site import DoorSite
 from gateway.faults.interpret import Interpreter
 from gateway.poll.bus import Bus
@@ -39,6 +40,7 @@ from gateway.poll.portlock import lock_path
 from gateway.poll.runtime import DeviceRuntime, make_runtime
 from gateway.site import clock
 from gateway.site.config import Config
+from gateway.site.looplag import LoopLag
 from gateway.site.state import StateStore
 from protocols.models import load_models
 
@@ -50,6 +52,9 @@ SHUTDOWN_DRAIN_S = 3.0
 HOUSEKEEPING_S = 5.0
 STATE_REFRESH_S = 30.0
 STATUS_BACKLOG_INTERVAL_S = 10.0
+# A message older than this is a backlog being drained, not one on its way:
+# on a slow uplink a few messages are always in flight.
+BACKLOG_AGE_S = 30.0
 
 
 class Attachment(Protocol):
@@ -71,12 +76,14 @@ class Daemon:
         self.models = models if models is not None else load_models()
         self.topics = payloads.Topics(cfg.mqtt.topic_prefix, cfg.gateway.id)
         self.started_mono = time.monotonic()
+        self.lag = LoopLag()
         self.started_ts = clock.utc_now_iso()
         self.stop_event = asyncio.Event()
         self.buses: list[Bus] = []
         self.bus_of: dict[str, str] = {}
         self.runtimes: dict[str, DeviceRuntime] = {}
         self.interps: dict[str, Interpreter] = {}
+        self.reporters: dict[str, Reporter] = {}   # devices that report by exception
         self._snap_saved: dict[str, dict] = {}
         self.outbox: Outbox | None = None
         self.state: StateStore | None = None
@@ -141,6 +148,8 @@ class Daemon:
                                           wake=lambda: self.publisher and self.publisher.wake())
                 rt.custom = self.doors.poller(rt)
             self.runtimes[dc.name] = rt
+            if dc.report is not None:
+                self.reporters[dc.name] = Reporter(dc.report)
             self.bus_of[dc.name] = dc.bus
             by_bus[dc.bus].append(rt)
             params = dict(dc.params)
@@ -165,9 +174,15 @@ class Daemon:
         interp = self.interps[d.name]
         events = interp.step(reading)
         msgs: list[Message] = []
+        now = time.monotonic()
         if reading.values:
-            msgs.append(Message(self.topics.telemetry(d.name), payloads.telemetry(d, reading),
-                                Priority.TELEMETRY))
+            body = payloads.telemetry(d, reading)
+            rep = self.reporters.get(d.name)
+            errors = body.get("errors", {})
+            if rep is None or rep.due(body["values"], errors, now):
+                msgs.append(Message(self.topics.telemetry(d.name), body, Priority.TELEMETRY))
+                if rep is not None:
+                    rep.sent(body["values"], errors, now)
         for ev in events:
             body = payloads.envelope(ev.ts)
             body.update(ev.payload())
@@ -175,15 +190,15 @@ class Daemon:
             log.warning("device %s: fault %s %s", d.name, ev.code, ev.state) if ev.state == "raised" \
                 else log.info("device %s: fault %s %s", d.name, ev.code, ev.state)
         # Retained state when something a consumer acts on changed, and at
-        # least every STATE_REFRESH_S for the values; telemetry carries every
-        # reading. This halves the messages per poll.
+        # least every STATE_REFRESH_S for the values (the heartbeat when the
+        # device reports by exception); telemetry carries the readings.
         active = interp.active()
         sig = (d.available, d.last_error, d.last_values.get("log_epoch"),
                tuple(sorted((c, bool(i.get("flapping")))
                                                        for c, i in active.items())))
-        now = time.monotonic()
         last_sig, last_at = self._state_sent.get(d.name, (None, -1e9))
-        if sig != last_sig or now - last_at >= STATE_REFRESH_S:
+        refresh = max(STATE_REFRESH_S, d.cfg.report.heartbeat_s) if d.cfg.report else STATE_REFRESH_S
+        if sig != last_sig or now - last_at >= refresh:
             msgs.append(Message(self.topics.state(d.name),
                                 payloads.state(d, self.bus_of[d.name], active),
                                 Priority.STATE, retain=True))
@@ -238,7 +253,8 @@ class Daemon:
             "backlog": {k: stats.get(k) for k in ("backlog_msgs", "backlog_bytes", "oldest_age_s", "inflight")},
             "dropped": stats.get("dropped"),
             "coalesced": stats.get("coalesced"),
-            "store": {"health": stats.get("health"), "detail": stats.get("health_detail")},
+            "store": {"health": stats.get("health"), "detail": stats.get("health_detail") or None},
+            "loop_lag_ms": self.lag.summary(),
             "buses": {b.cfg.name: b.stats.summary() for b in self.buses},
             "devices": {
                 "total": len(devices),
@@ -297,8 +313,8 @@ class Daemon:
                 if self.outbox.health != "ok":
                     self.outbox.retry()
                 # While a backlog drains, say how it goes more often.
-                every = STATUS_INTERVAL_S if not self.outbox.stats().get("backlog_msgs") \
-                    else STATUS_BACKLOG_INTERVAL_S
+                draining = (self.outbox.stats().get("oldest_age_s") or 0) >= BACKLOG_AGE_S
+                every = STATUS_BACKLOG_INTERVAL_S if draining else STATUS_INTERVAL_S
                 if time.monotonic() - self._status_mono >= every:
                     self.publish_status()
                 if time.monotonic() - last_state >= STATE_FLUSH_INTERVAL_S:
@@ -331,7 +347,8 @@ class Daemon:
                  self.cfg.gateway.state_dir)
         if self.control is not None:
             await self.control.start()
-        tasks = [asyncio.create_task(self.link.run(), name="mqtt"),
+        tasks = [asyncio.create_task(self.lag.run(), name="loop-lag"),
+                 asyncio.create_task(self.link.run(), name="mqtt"),
                  asyncio.create_task(self.publisher.run(), name="publisher"),
                  asyncio.create_task(self._housekeeping(), name="housekeeping")]
         tasks += [asyncio.create_task(b.run(), name=f"bus:{b.cfg.name}") for b in self.buses]

@@ -163,6 +163,10 @@ def gateway_config(workdir: Path, broker_port: int, buses: dict[str, str], devic
             lines.append("[device.params]")
             for k, v in d["params"].items():
                 lines.append(f"{k} = {json.dumps(v)}")
+        if d.get("report"):
+            r = d["report"]
+            lines += ["[device.report]", f'heartbeat_s = {r["heartbeat_s"]}',
+                      "deadband = { " + ", ".join(f"{k} = {v}" for k, v in r.get("deadband", {}).items()) + " }"]
         lines.append("")
     lines.append(extra)
     path = workdir / "edgegw.toml"
@@ -182,8 +186,9 @@ class Uplink:
     subscriber stay up, so whatever the broker acknowledged is delivered, and
     only the gateway's own store-and-forward is under test."""
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, delay_s: float = 0.0) -> None:
         self.upstream = upstream_port
+        self.delay_s = delay_s   # added to everything the broker sends: a slow link's round trip
         self.port = free_port()
         self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -211,13 +216,15 @@ class Uplink:
                 continue
             with self._lock:
                 self._socks += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, delay in ((client, server, 0.0), (server, client, self.delay_s)):
+                threading.Thread(target=self._pump, args=(a, b, delay), daemon=True).start()
 
     @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(src: socket.socket, dst: socket.socket, delay: float = 0.0) -> None:
         try:
             while data := src.recv(65536):
+                if delay:
+                    time.sleep(delay)
                 dst.sendall(data)
         except OSError:
             pass

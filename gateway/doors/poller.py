@@ -192,7 +192,7 @@ class DoorPoller:
             await bus.finish(d, results, reason)
         if more:
             # Backlog left: come back as soon as the units already due have had their turn.
-            d.next_due = time.monotonic()
+            bus.reschedule(d, time.monotonic())
 
     async def _read_log(self, bus, d, unit, lay, status, results) -> tuple[str | None, bool]:
         self.status = status

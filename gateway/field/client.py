@@ -174,7 +174,7 @@ def load_cfg(path: str, models: dict):
     daemon, which can, talks to the broker). When those unreadable files are
     the only problems, the rest of the config is used as is."""
     try:
-        return load_config(path, known_models=models.keys()), []
+        return load_config(path, known_models=models), []
     except ConfigError as exc:
         problems = exc.problems
     if not all(p.startswith(_SECRETS) and "cannot be read" in p for p in problems):

@@ -14,7 +14,7 @@ from .tool_views import render_config_check
 
 
 def cmd_config_check(args) -> int:
-    problems = check_config(args.path, known_models=load_models().keys())
+    problems = check_config(args.path, known_models=load_models())
     if args.json:
         print(json.dumps({"path": str(args.path), "ok": not problems, "problems": problems},
                          ensure_ascii=False, indent=2))

@@ -63,7 +63,7 @@ def item(check: str, level: str, key: str, label_args: dict | None = None, **arg
 def check_config(path, started_epoch: float | None = None) -> dict:
 
     try:
-        known = load_models().keys()
+        known = load_models()
     except Exception:  # noqa: BLE001 - a broken model file is reported by config check too
         known = None
     problems = _check(path, known_models=known)
@@ -227,6 +227,20 @@ def static_checks(cfg, started_epoch: float | None = None) -> list[dict]:
     return items
 
 
+# The loop serves every bus and the broker link: a p99.9 above this means
+# polls wait (docs/performance.md has the target).
+LOOP_WARN_MS = 10.0
+LOOP_FAIL_MS = 1000.0
+
+
+def loop_item(lag: dict) -> dict:
+    p999 = lag.get("p999")
+    args = {k: "-" if lag.get(k) is None else lag[k] for k in ("p50", "p99", "p999", "max")}
+    args["window_s"] = lag.get("window_s") or 0
+    level = "pass" if p999 is None or p999 <= LOOP_WARN_MS else "warn" if p999 <= LOOP_FAIL_MS else "fail"
+    return item("loop", level, "dg.loop" if level == "pass" else "dg.loop_slow", **args)
+
+
 def bus_item(name: str, s: dict | None, offline: bool = False) -> dict:
     lab = {"bus": name}
     if s is None:
@@ -256,7 +270,7 @@ def device_item(name: str, availability: str, last_error, last_error_ts, recorde
 
 
 def _order(items: list[dict]) -> list[dict]:
-    rank = {"config": 0, "daemon": 1, "port": 2, "broker": 3, "tls": 4, "clock": 5, "disk": 6,
+    rank = {"config": 0, "daemon": 1, "loop": 1.5, "port": 2, "broker": 3, "tls": 4, "clock": 5, "disk": 6,
             "backlog": 7, "bus": 8, "device": 9}
     return sorted(items, key=lambda c: rank.get(c["check"], 99))   # stable: keeps config order within
 
@@ -281,6 +295,7 @@ async def live_diag(daemon) -> dict:
     items = await loop.run_in_executor(None, partial(static_checks, cfg, started_epoch))
     items.append(item("daemon", "pass", "dg.daemon_up", pid=os.getpid(),
                       up_s=round(time.monotonic() - daemon.started_mono)))
+    items.append(loop_item(daemon.lag.summary()))
     st = daemon.outbox.stats() if daemon.outbox else {}
     if st.get("health") not in (None, "ok"):
         items.append(item("backlog", "fail", "dg.backlog_store", health=st.get("health"),

@@ -16,7 +16,7 @@ from .control import ControlServer
 def cmd_run(args) -> int:
     models = load_models()
     try:
-        cfg = load_config(args.config, known_models=models.keys())
+        cfg = load_config(args.config, known_models=models)
     except ConfigError as exc:
         print(f"edgegw: refusing to start: {args.config} has {len(exc.problems)} problem(s):",
               file=sys.stderr)

@@ -144,7 +144,7 @@ def check_text(c: dict, lang: str) -> str:
                 tail = t(lang, v) if v else ""
             else:
                 a[k[:-4]] = t(lang, v, **a) if v else ""
-        elif k in ("up_s", "age_s"):
+        elif k in ("up_s", "age_s", "window_s"):
             a[k[:-2]] = age(a.pop(k), lang)
         elif k == "ts" and parse_iso(a[k]) is not None:
             a[k] = fmt_ts(a[k])

@@ -4,9 +4,9 @@ The task is the only owner of its pymodbus client: RS-485 is half duplex, so
 every request on the line, polls and field diagnostics alike, goes through
 this one loop, one at a time.
 
-Scheduling: each device has its own deadline on the monotonic clock; the
-loop sleeps until the earliest deadline or until a diagnostic request
-arrives (no short-sleep polling). A unit that stops answering costs at most
+Scheduling: each device has its own deadline on the monotonic clock, kept
+in a heap (poll/schedule.py); the loop sleeps until the earliest deadline or
+until a diagnostic request arrives (no short-sleep polling). A unit that stops answering costs at most
 one timeout per cycle (no retries once it has failed, and its remaining reads
 are skipped), and is then backed off on its own, so it cannot starve the
 other units on the bus.
@@ -31,6 +31,7 @@ from protocols.modbus.plan import Read, split
 from .decode import Reading, decode_reads, failed
 from .portlock import PortLock
 from .runtime import UNAVAILABLE_AFTER, BusStats, DeviceRuntime
+from .schedule import Schedule
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class Bus:
     def __init__(self, cfg: BusCfg, devices: list[DeviceRuntime], sink: Sink) -> None:
         self.cfg = cfg
         self.devices = devices
+        self._by_name = {d.name: d for d in devices}
+        self.schedule = Schedule()
         self.sink = sink
         self.stats = BusStats()
         self.client = None
@@ -66,12 +69,16 @@ class Bus:
 
     def poke(self, device_name: str) -> bool:
         """Poll a device as soon as the bus is free (re-poll command)."""
-        for d in self.devices:
-            if d.name == device_name:
-                d.next_due = 0.0
-                self._wake.set()
-                return True
-        return False
+        d = self._by_name.get(device_name)
+        if d is None:
+            return False
+        self.reschedule(d, 0.0)
+        return True
+
+    def reschedule(self, d: DeviceRuntime, due: float) -> None:
+        """Poll `d` at `due` (monotonic) instead of its planned time."""
+        self.schedule.set(d, due)
+        self._wake.set()
 
     def stop(self) -> None:
         self._stopping = True
@@ -134,7 +141,7 @@ class Bus:
         # Spread first polls over the first second so a large bus does not
         # start with a burst of every device due at once.
         for i, d in enumerate(self.devices):
-            d.next_due = now + (i / max(1, len(self.devices)))
+            self.schedule.set(d, now + (i / max(1, len(self.devices))))
         try:
             while not self._stopping:
                 if not self.stats.connected and not await self._connect():
@@ -143,13 +150,13 @@ class Bus:
                 if not self._diag.empty():
                     await self._run_diag()
                     continue
-                due = min(self.devices, key=lambda d: d.next_due) if self.devices else None
                 now = time.monotonic()
-                if due is not None and due.next_due <= now:
+                due = self.schedule.pop_due(now)
+                if due is not None:
                     await self._poll(due)
                     continue
-                timeout = (due.next_due - now) if due else None
-                await self._sleep(timeout)
+                first = self.schedule.peek()
+                await self._sleep(first.next_due - now if first is not None else None)
         finally:
             self._close()
 
@@ -228,9 +235,8 @@ class Bus:
                 fut.set_exception(ConnectionError(f"bus {self.cfg.name} is down: "
                                                   f"{self.stats.last_connect_error}"))
         now = time.monotonic()
-        for d in self.devices:
-            if d.next_due <= now:
-                await self._finish(d, [], "bus_down")
+        while (d := self.schedule.pop_due(now)) is not None:
+            await self._finish(d, [], "bus_down")
         await self._sleep(self._backoff)
         self._backoff = min(self._backoff * 2, self.cfg.backoff_max_s)
 
@@ -345,7 +351,7 @@ class Bus:
         if was is not None and was != d.available:
             log.warning("device %s is now %s", d.name,
                         "available" if d.available else "unavailable")
-        d.next_due = self._next_due(d, now)
+        self.schedule.set(d, self._next_due(d, now))
         try:
             await self.sink(d, reading)
         except Exception:  # noqa: BLE001 - a pipeline bug must not kill the bus

@@ -24,10 +24,11 @@ from .types import (
     GatewayCfg,
     MqttCfg,
     OutboxCfg,
+    ReportCfg,
     TlsCfg,
 )
 
 __all__ = [
     "DEFAULTS", "BusCfg", "Checker", "Config", "ConfigError", "DeviceCfg", "GatewayCfg", "MqttCfg",
-    "OutboxCfg", "TlsCfg", "check_config", "load_config",
+    "OutboxCfg", "ReportCfg", "TlsCfg", "check_config", "load_config",
 ]

@@ -1,6 +1,7 @@
 """[[bus]] (serial port settings or tcp://host:port) and [[device]]."""
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 
@@ -13,6 +14,7 @@ from .types import (
     NAME_TEXT,
     BusCfg,
     DeviceCfg,
+    ReportCfg,
 )
 
 _HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
@@ -169,8 +171,11 @@ class BusSections(BaseChecker):
             "poll_interval_s": lambda k, x: self.number(k, x, 0.1, 86400),
             "enabled": self.boolean,
             "params": self.params,
+            "report": self.report,
         }
         got = self.fields(data, kp, spec, required=("name", "bus", "unit", "model"))
+        if "report" in got and "model" in got:
+            self.report_values(f"{kp}.report.deadband", got["report"], got["model"])
         if "bus" in got and "unit" in got:
             key = (got["bus"], got["unit"])
             if key in self.units:
@@ -187,7 +192,44 @@ class BusSections(BaseChecker):
             poll_interval_s=got.get("poll_interval_s", d["poll_interval_s"]),
             enabled=got.get("enabled", d["enabled"]),
             params=got.get("params", {}),
+            report=got.get("report"),
         )
+
+    def report(self, kp, v):
+        data = self.table(kp, v)
+        if data is None:
+            return BAD
+        spec = {
+            "heartbeat_s": lambda k, x: self.number(k, x, 1, 86400),
+            "deadband": self.deadband,
+        }
+        got = self.fields(data, kp, spec, required=("heartbeat_s",))
+        if "heartbeat_s" not in got:
+            return BAD
+        return ReportCfg(heartbeat_s=got["heartbeat_s"], deadband=got.get("deadband", {}))
+
+    def deadband(self, kp, v):
+        data = self.table(kp, v)
+        if data is None:
+            return BAD
+        out = {}
+        for key, value in data.items():
+            n = self.number(f"{kp}.{key}", value, lo=0, hi=1e12)
+            if n is not BAD:
+                out[key] = n
+        return out
+
+    def report_values(self, kp, report: ReportCfg, model_id: str) -> None:
+        """Deadbands name published values of the device's model."""
+        model = (self.models or {}).get(model_id)
+        if model is None:
+            return
+        names = [f.name for f in model.fields if f.publish]
+        for key in report.deadband:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f'did you mean "{close[0]}"?' if close else f"values: {', '.join(names)}"
+                self.add(f"{kp}.{key}", f"{q(key)} is not a value of model {q(model_id)} ({hint})")
 
     def device_bus(self, kp, v):
         s = self.string(kp, v)

@@ -6,6 +6,7 @@ import datetime as _dt
 import difflib
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -48,6 +49,9 @@ class BaseChecker:
         self.path = path
         self.base = path.parent
         self.known_models = None if known_models is None else sorted(set(known_models))
+        # given the models themselves (not only their ids), keys that name a
+        # model's values are checked too
+        self.models = known_models if isinstance(known_models, Mapping) else None
         self.problems: list[str] = []
 
     def add(self, keypath: str, message: str) -> None:

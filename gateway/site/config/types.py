@@ -63,6 +63,13 @@ class BusCfg:
 
 
 @dataclass(frozen=True)
+class ReportCfg:
+    """Report by exception (docs/configuration.md [device.report])."""
+    heartbeat_s: float     # a full telemetry message at least this often
+    deadband: dict         # value name -> change (absolute, in its unit) that is reported
+
+
+@dataclass(frozen=True)
 class DeviceCfg:
     name: str
     bus: str
@@ -71,6 +78,7 @@ class DeviceCfg:
     poll_interval_s: float
     enabled: bool
     params: dict
+    report: ReportCfg | None = None   # None: every reading is published
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,50 @@
+"""Event-loop lag, sampled all the time: how late a timer fires.
+
+Every bus, the publisher and the control socket share one event loop, so
+anything that holds the loop (a disk wait, a large parse, a CPU burst) shows
+here as lateness before it shows as a missed poll. A timer due every
+PERIOD_S fires late by however long the loop was busy; the last WINDOW_S of
+samples give the percentiles that `edgegw diag` and the status topic report.
+Ten wake-ups a second cost well under 0.1 % of a core.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+PERIOD_S = 0.1
+WINDOW_S = 600.0
+
+
+class LoopLag:
+    def __init__(self, period_s: float = PERIOD_S, window_s: float = WINDOW_S) -> None:
+        self.period_s = period_s
+        self.window_s = window_s
+        self._samples: deque[float] = deque(maxlen=max(1, int(window_s / period_s)))
+        self.max_ever_s = 0.0
+
+    def add(self, lag_s: float) -> None:
+        lag_s = max(0.0, lag_s)
+        self._samples.append(lag_s)
+        if lag_s > self.max_ever_s:
+            self.max_ever_s = lag_s
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.period_s
+            await asyncio.sleep(self.period_s)
+            self.add(loop.time() - due)
+
+    def summary(self) -> dict:
+        """Milliseconds over the window: p50, p99, p99.9, max; None before the first sample."""
+        s = sorted(self._samples)
+        n = len(s)
+
+        def pct(q: float) -> float | None:
+            return round(s[min(n - 1, int(q * n))] * 1000, 2) if n else None
+
+        return {"p50": pct(0.5), "p99": pct(0.99), "p999": pct(0.999),
+                "max": round(s[-1] * 1000, 2) if n else None, "samples": n,
+                "window_s": round(min(n * self.period_s, self.window_s), 1),
+                "max_since_start": round(self.max_ever_s * 1000, 2)}
