@@ -29,10 +29,12 @@ from typing import Protocol
 from gateway import __version__
 from gateway.deliver import payloads
 from gateway.deliver.commit import GroupCommit
+from gateway.deliver.discovery import KV_KEY, Announcer, announcer
 from gateway.deliver.mqtt import MqttLink
 from gateway.deliver.outbox import Message, Outbox, Priority
 from gateway.deliver.publisher import Publisher
 from gateway.deliver.report import Reporter
+from gateway.doors.poller import STATE_NUMBERS
 from gateway.doors.site import DoorSite
 from gateway.faults.interpret import Interpreter
 from gateway.poll.bus import Bus
@@ -95,6 +97,7 @@ class Daemon:
         self._state_sent: dict[str, tuple] = {}
         self._status_mid: int | None = None
         self.control: Attachment | None = None
+        self.announcer: Announcer | None = None
 
     # -- setup ---------------------------------------------------------------
 
@@ -239,32 +242,16 @@ class Daemon:
     # -- status ----------------------------------------------------------------
 
     def status_body(self, online: bool = True) -> dict:
-        body = payloads.envelope()
-        stats = self.outbox.stats() if self.outbox else {}
         devices = list(self.runtimes.values())
-        body.update({
-            "online": online,
-            "gateway": self.cfg.gateway.id,
-            "site": self.cfg.gateway.site,
-            "version": __version__,
-            "started": self.started_ts,
-            "uptime_s": round(time.monotonic() - self.started_mono, 1),
-            "mqtt": {"connects": self.link.connects if self.link else 0},
-            "backlog": {k: stats.get(k) for k in ("backlog_msgs", "backlog_bytes", "oldest_age_s", "inflight")},
-            "dropped": stats.get("dropped"),
-            "coalesced": stats.get("coalesced"),
-            "store": {"health": stats.get("health"), "detail": stats.get("health_detail") or None},
-            "loop_lag_ms": self.lag.summary(),
-            "buses": {b.cfg.name: b.stats.summary() for b in self.buses},
-            "devices": {
-                "total": len(devices),
-                "online": sum(1 for d in devices if d.available),
-                "unavailable": sum(1 for d in devices if d.available is False),
-                "with_faults": sum(1 for n in self.runtimes
-                                   if any(i for i in self.interps[n].active().values())),
-            },
-        })
-        return body
+        return payloads.gateway_status(
+            self.cfg.gateway, online=online, version=__version__, started=self.started_ts,
+            uptime_s=time.monotonic() - self.started_mono, connects=self.link.connects if self.link else 0,
+            store=self.outbox.stats() if self.outbox else {}, loop_lag_ms=self.lag.summary(),
+            buses={b.cfg.name: b.stats.summary() for b in self.buses},
+            devices={"total": len(devices),
+                     "online": sum(1 for d in devices if d.available),
+                     "unavailable": sum(1 for d in devices if d.available is False),
+                     "with_faults": sum(1 for n in self.runtimes if any(self.interps[n].active().values()))})
 
     def _will(self) -> tuple[str, bytes]:
         body = payloads.envelope()
@@ -287,7 +274,15 @@ class Daemon:
                                              retain=True)
         self._status_mono = time.monotonic()
 
+    def _announcer(self) -> Announcer | None:
+        """Home Assistant discovery: what to announce, and what was (docs/integrations.md)."""
+        extra = {n: STATE_NUMBERS for n, rt in self.runtimes.items() if rt.model.family == "door_controller"}
+        return announcer(self.cfg, self.runtimes, self.bus_of, self.topics, extra,
+                         self.outbox.kv_get(KV_KEY) or {}, save=lambda m: self.commit.add([], {KV_KEY: m}))
+
     def _acked(self, mid: int) -> None:
+        if self.announcer is not None and self.announcer.on_ack(mid):
+            return
         if mid == self._status_mid:
             self._status_mid = None
             self._status_seq = None
@@ -297,12 +292,16 @@ class Daemon:
     def _down(self) -> None:
         self._status_mid = None
         self.publisher.down()
+        if self.announcer is not None:
+            self.announcer.on_down()
 
     # -- run -------------------------------------------------------------------
 
     def _on_up(self) -> None:
         self.publish_status()
         self.publisher.up()
+        if self.announcer is not None:
+            self.announcer.on_up(lambda topic, payload: self.link.publish(topic, payload, qos=1, retain=True))
 
     async def _housekeeping(self) -> None:
         last_state = time.monotonic()
@@ -329,6 +328,7 @@ class Daemon:
         self._build()
         self.publisher = Publisher(self.outbox, self.cfg.outbox.inflight)
         self.commit = GroupCommit(self.outbox, self.publisher.wake)
+        self.announcer = self._announcer()
         self.control = self.attach(self) if self.attach is not None else None
         # The MQTT topics the daemon answers: the field tools' commands and,
         # with door controllers, the retained card registry.

@@ -107,5 +107,28 @@ def state(d, bus_name: str, active: dict) -> dict:
     return body
 
 
+def gateway_status(gw, *, online: bool, version: str, started: str, uptime_s: float, connects: int,
+                   store: dict, loop_lag_ms: dict, buses: dict, devices: dict) -> dict:
+    """The retained `<prefix>/<gw>/status` body (docs/mqtt.md); `store` is Outbox.stats()."""
+    body = envelope()
+    body.update({
+        "online": online,
+        "gateway": gw.id,
+        "site": gw.site,
+        "version": version,
+        "started": started,
+        "uptime_s": round(uptime_s, 1),
+        "mqtt": {"connects": connects},
+        "backlog": {k: store.get(k) for k in ("backlog_msgs", "backlog_bytes", "oldest_age_s", "inflight")},
+        "dropped": store.get("dropped"),
+        "coalesced": store.get("coalesced"),
+        "store": {"health": store.get("health"), "detail": store.get("health_detail") or None},
+        "loop_lag_ms": loop_lag_ms,
+        "buses": buses,
+        "devices": devices,
+    })
+    return body
+
+
 def dumps(body: dict) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()

@@ -29,6 +29,9 @@ BAD_RECORD_SKIP = 3
 # The ring moving under our reads (wrap, clear) this often in one poll: stop
 # and try again at the next poll.
 MAX_MOVES_PER_POLL = 3
+# Numbers a door controller's state carries beyond its register map (see
+# _state_values), for consumers that build entities from the model.
+STATE_NUMBERS = ("log_cursor_index", "log_gaps", "log_resets", "clock_skew_s")
 
 
 def iso(ts: float) -> str:

@@ -63,3 +63,19 @@ def test_config_checks_the_report_table_against_the_model(tmp_path):
     assert problems[1].startswith('device[0].report.deadband.model_code: "model_code" is not a value')
     assert len(problems) == 2
     assert load_config(_cfg(tmp_path, ""), known_models=models).devices[0].report is None
+
+
+def test_device_meta_and_homeassistant_tables(tmp_path):
+    models = load_models()
+    p = _cfg(tmp_path, '[device.meta]\naddress = "Block 3, boiler room"\narea = "Boiler room"\ncontact = ""\n')
+    p.write_text(p.read_text() + '[homeassistant]\nenabled = true\n')
+    cfg = load_config(p, known_models=models)
+    assert cfg.devices[0].meta == {"address": "Block 3, boiler room", "area": "Boiler room", "contact": ""}
+    assert (cfg.homeassistant.enabled, cfg.homeassistant.discovery_prefix) == (True, "homeassistant")
+    bad = _cfg(tmp_path, '[device.meta]\nadress = "x"\nnote = "' + "x" * 201 + '"\n')
+    bad.write_text(bad.read_text() + '[homeassistant]\ndiscovery_prefix = "ha/#"\n')
+    assert check_config(bad, known_models=models) == [
+        'device[0].meta.adress: unknown key (did you mean "address"?)',
+        "device[0].meta.note: 201 characters: at most 200",
+        'homeassistant.discovery_prefix: "ha/#" must not contain the MQTT wildcards + or #',
+    ]

@@ -22,6 +22,7 @@ from .types import (
     ConfigError,
     DeviceCfg,
     GatewayCfg,
+    HomeAssistantCfg,
     MqttCfg,
     OutboxCfg,
     ReportCfg,
@@ -29,6 +30,6 @@ from .types import (
 )
 
 __all__ = [
-    "DEFAULTS", "BusCfg", "Checker", "Config", "ConfigError", "DeviceCfg", "GatewayCfg", "MqttCfg",
+    "DEFAULTS", "BusCfg", "Checker", "Config", "ConfigError", "DeviceCfg", "GatewayCfg", "HomeAssistantCfg", "MqttCfg",
     "OutboxCfg", "ReportCfg", "TlsCfg", "check_config", "load_config",
 ]

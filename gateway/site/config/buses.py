@@ -9,6 +9,8 @@ from .checker import BAD, BaseChecker, Check, kind, q
 from .types import (
     BAUDRATES,
     DEFAULTS,
+    DEVICE_META,
+    META_MAX,
     MODBUS_TCP_PORT,
     NAME_RE,
     NAME_TEXT,
@@ -172,6 +174,7 @@ class BusSections(BaseChecker):
             "enabled": self.boolean,
             "params": self.params,
             "report": self.report,
+            "meta": self.meta,
         }
         got = self.fields(data, kp, spec, required=("name", "bus", "unit", "model"))
         if "report" in got and "model" in got:
@@ -193,7 +196,22 @@ class BusSections(BaseChecker):
             enabled=got.get("enabled", d["enabled"]),
             params=got.get("params", {}),
             report=got.get("report"),
+            meta=got.get("meta", {}),
         )
+
+    def meta(self, kp, v):
+        data = self.table(kp, v)
+        if data is None:
+            return BAD
+        spec = {k: lambda kk, x: self.short_text(kk, x) for k in DEVICE_META}
+        return self.fields(data, kp, spec)
+
+    def short_text(self, kp, v):
+        s = self.string(kp, v, empty_ok=True)
+        if s is not BAD and len(s) > META_MAX:
+            self.add(kp, f"{len(s)} characters: at most {META_MAX}")
+            return BAD
+        return s
 
     def report(self, kp, v):
         data = self.table(kp, v)

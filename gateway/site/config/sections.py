@@ -15,6 +15,7 @@ from .types import (
     NAME_TEXT,
     Config,
     GatewayCfg,
+    HomeAssistantCfg,
     MqttCfg,
     OutboxCfg,
     TlsCfg,
@@ -28,7 +29,7 @@ _HINTS = {
     },
 }
 
-_TOP = ("gateway", "mqtt", "outbox", "bus", "device")
+_TOP = ("gateway", "mqtt", "outbox", "bus", "device", "doors", "homeassistant")
 
 
 class Checker(BusSections, DoorSection):
@@ -39,6 +40,7 @@ class Checker(BusSections, DoorSection):
         runners = {
             "gateway": self.gateway, "mqtt": self.mqtt, "outbox": self.outbox,
             "bus": self.buses, "device": self.devices, "doors": self.doors,
+            "homeassistant": self.homeassistant,
         }
         # Devices name buses that may be written after them; take every
         # string name now so one bad bus is not reported again per device.
@@ -71,7 +73,19 @@ class Checker(BusSections, DoorSection):
             buses=tuple(sections.get("bus", ())),
             devices=tuple(sections.get("device", ())),
             doors=sections.get("doors") or {},
+            homeassistant=sections.get("homeassistant") or self.homeassistant("homeassistant", {}),
         )
+
+    def homeassistant(self, kp, v):
+        data = self.table(kp, v)
+        if data is None:
+            return None
+        spec = {"enabled": self.boolean,
+                "discovery_prefix": lambda k, x: self.topic_prefix(k, x)}
+        got = self.fields(data, kp, spec)
+        d = DEFAULTS["homeassistant"]
+        return HomeAssistantCfg(enabled=got.get("enabled", d["enabled"]),
+                                discovery_prefix=got.get("discovery_prefix", d["discovery_prefix"]))
 
     def gateway(self, kp, v):
         data = self.table(kp, v)

@@ -79,6 +79,13 @@ class DeviceCfg:
     enabled: bool
     params: dict
     report: ReportCfg | None = None   # None: every reading is published
+    meta: dict = field(default_factory=dict)   # [device.meta]: where it is, who to call (strings)
+
+
+@dataclass(frozen=True)
+class HomeAssistantCfg:
+    enabled: bool
+    discovery_prefix: str
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ class Config:
     buses: tuple[BusCfg, ...]
     devices: tuple[DeviceCfg, ...]
     doors: dict
+    homeassistant: HomeAssistantCfg = HomeAssistantCfg(False, "homeassistant")
 
 
 class ConfigError(Exception):
@@ -107,6 +115,11 @@ MIB = 1 << 20
 MODBUS_TCP_PORT = 502
 DOOR_KEY_NAME = "door-pseudonym.key"   # in state_dir when [doors] names no key file
 SERIAL_ONLY = ("baudrate", "parity", "stopbits", "bytesize")
+# [device.meta]: what a service visit record and Home Assistant may show.
+# Contact details are personal data: they stay on the box (the visit record),
+# never in an MQTT payload.
+DEVICE_META = ("address", "contact", "area", "manufacturer", "serial", "note")
+META_MAX = 200
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "gateway": {"site": "", "state_dir": "/var/lib/edgegw", "language": "en", "log_level": "info"},
@@ -116,4 +129,5 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "bus": {"baudrate": 9600, "parity": "E", "stopbits": 1, "bytesize": 8, "timeout_s": 0.5,
             "retries": 1, "gap": 8, "max_registers": 125, "backoff_max_s": 60.0},
     "device": {"poll_interval_s": 10.0, "enabled": True},
+    "homeassistant": {"enabled": False, "discovery_prefix": "homeassistant"},
 }
