@@ -6,8 +6,11 @@ Exit codes: 0 ok, 1 problems found, 2 usage error or daemon unreachable.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+from gateway import __version__
 
 from .client import DEFAULT_CONFIG
 from .config_check import cmd_config_check
@@ -25,6 +28,7 @@ from .watch import cmd_watch as watch
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgegw", description="Edge gateway for gas meters and access controllers")
+    p.add_argument("--version", action="version", version=f"edgegw {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run", help="run the daemon in the foreground")
@@ -96,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `edgegw faults | head`: the reader left, which is not an error. Point
+        # stdout at /dev/null so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
