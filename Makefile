@@ -18,9 +18,15 @@ sysdeps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-$(VENV)/.installed: pyproject.toml
+# The demo needs only what a site box runs; the tests add pytest, hypothesis,
+# mypy and the MicroPython stubs on top.
+$(VENV)/.runtime: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.runtime
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
@@ -35,7 +41,7 @@ firmware/node_modules/.installed: firmware/package.json firmware/package-lock.js
 
 firmware-deps: firmware/node_modules/.installed
 
-demo: sysdeps install
+demo: sysdeps $(VENV)/.runtime
 	$(VENV)/bin/edgegw demo
 
 test: sysdeps install firmware-deps
