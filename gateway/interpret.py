@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from gateway import rules as _rules
 from gateway.decode import Reading
+from protocols.models import leaves
 
 if TYPE_CHECKING:
     from protocols.models import Fault, Model
@@ -77,17 +78,58 @@ def _int_of(value: Any) -> int | None:
     return None
 
 
-def compile_trigger(trigger: dict, params: dict) -> Test:
-    """One closure per fault, built once, so a poll costs a dict lookup and a compare."""
+def _all(results: list) -> bool | None:
+    # Three answers: one "no" settles it; otherwise one "cannot tell" does.
+    if any(r is False for r in results):
+        return False
+    return None if any(r is None for r in results) else True
+
+
+def _any(results: list) -> bool | None:
+    if any(r is True for r in results):
+        return True
+    return None if any(r is None for r in results) else False
+
+
+def _combined(combine: Callable[[list], "bool | None"], parts: list[Test]) -> Test:
+    def test(reading, prev, last_good, now):
+        # every part runs on every poll: a stateful part must see them all
+        return combine([p(reading, prev, last_good, now) for p in parts])
+    return test
+
+
+def compile_trigger(trigger: dict, params: dict, states: dict | None = None) -> Test:
+    """One closure per fault, built once, so a poll costs a dict lookup and a compare.
+
+    ``states`` collects the state dict of every stateful rule inside the
+    trigger, keyed by id() of its trigger table (the interpreter snapshots
+    them); without it the states are private to the closure.
+    """
+    for combiner, combine in (("all", _all), ("any", _any)):
+        if combiner in trigger:
+            return _combined(combine, [compile_trigger(t, params, states) for t in trigger[combiner]])
+    if "not" in trigger:
+        inner = compile_trigger(trigger["not"], params, states)
+
+        def not_test(reading, prev, last_good, now):
+            cond = inner(reading, prev, last_good, now)
+            return None if cond is None else not cond
+        return not_test
     if "rule" in trigger:
         try:
             rule = _rules.RULES[trigger["rule"]]
         except KeyError:
             raise ValueError(f"unknown rule {trigger['rule']!r}") from None
+        if trigger["rule"] in _rules.STATEFUL:
+            state: dict = {}
+            if states is not None:
+                states[id(trigger)] = state
+            return lambda reading, prev, last_good, now: rule(
+                trigger, params, reading, prev, last_good, now, state)
         return lambda reading, prev, last_good, now: rule(trigger, params, reading, prev, last_good, now)
     name = trigger.get("field")
     if name is None:
-        raise ValueError(f"trigger needs 'field' or 'rule': {trigger!r}")
+        raise ValueError(f"trigger needs 'field', 'rule', 'all', 'any' or 'not': {trigger!r}")
     if "bit" in trigger:
         mask = 1 << int(trigger["bit"])
 
@@ -105,9 +147,17 @@ def compile_trigger(trigger: dict, params: dict) -> Test:
     raise ValueError(f"trigger needs 'bit' or 'equals' with 'field': {trigger!r}")
 
 
-def _trigger_detail(trigger: dict, params: dict, reading, prev, last_good, now) -> dict:
+def _trigger_detail(trigger: dict, params: dict, reading, prev, last_good, now,
+                    states: dict | None = None) -> dict:
+    for name in ("all", "any"):
+        if name in trigger:
+            return {name: [_trigger_detail(t, params, reading, prev, last_good, now, states)
+                           for t in trigger[name]]}
+    if "not" in trigger:
+        return {"not": _trigger_detail(trigger["not"], params, reading, prev, last_good, now, states)}
     if "rule" in trigger:
-        return _rules.detail(trigger, params, reading, prev, last_good, now)
+        state = (states or {}).get(id(trigger))
+        return _rules.detail(trigger, params, reading, prev, last_good, now, state)
     name = trigger["field"]
     out: dict = {"field": name}
     if name in reading.values:
@@ -121,12 +171,13 @@ def _trigger_detail(trigger: dict, params: dict, reading, prev, last_good, now) 
 class _Slot:
     """Where one catalogued fault stands."""
 
-    __slots__ = ("fault", "test", "debounce", "active", "count", "since", "detail",
+    __slots__ = ("fault", "test", "states", "debounce", "active", "count", "since", "detail",
                  "flapping", "clears", "false_since")
 
-    def __init__(self, fault: Fault, test: Test):
+    def __init__(self, fault: Fault, params: dict):
         self.fault = fault
-        self.test = test
+        self.states: dict[int, dict] = {}     # stateful rules' state, by id() of their table
+        self.test = compile_trigger(fault.trigger, params, self.states)
         self.debounce = max(1, int(fault.debounce or 1))
         self.active = False
         self.count = 0                  # consecutive polls disagreeing with `active`
@@ -150,14 +201,15 @@ class Interpreter:
         self.flap_count = int(self.params.get("flap_count", FLAP_COUNT))
         self.flap_window_s = float(self.params.get("flap_window_s", FLAP_WINDOW_S))
         self.flap_hold_s = float(self.params.get("flap_hold_s", FLAP_HOLD_S))
-        self._slots = [_Slot(f, compile_trigger(f.trigger, self.params)) for f in model.faults]
+        self._slots = [_Slot(f, self.params) for f in model.faults]
         self._by_code = {s.fault.code: s for s in self._slots}
         # Only the fields a comparing rule looks at are remembered between polls.
         self._prev_fields = frozenset(
-            f.trigger["field"] for f in model.faults
-            if f.trigger.get("rule") in ("counting_while", "decreased") and "field" in f.trigger)
+            leaf["field"] for f in model.faults for leaf in leaves(f.trigger)
+            if leaf.get("rule") in _rules.COMPARING and "field" in leaf)
         self._prev: Reading | None = None
         self._last_good: float | None = None
+        self._now: float | None = None          # mono of the latest poll, for snapshots
         # Snapshot faults the model no longer has: cleared on the first poll,
         # when there is a ts to stamp the event with.
         self._retired: dict[str, dict] = {}
@@ -183,12 +235,20 @@ class Interpreter:
                     "since": s.since, "flapping": s.flapping, "detail": s.detail,
                     "severity": s.fault.severity, "kind": s.fault.kind, "ref": s.fault.ref,
                 }
+        rule_state = {}
+        for s in self._slots:
+            saved = [_rules.state_snapshot(s.states[id(leaf)], self._now)
+                     for leaf in leaves(s.fault.trigger) if id(leaf) in s.states]
+            if any(saved):
+                rule_state[s.fault.code] = saved
         return {
             "v": SNAPSHOT_VERSION,
             "model": self.model.id,
             "active": active,
             "counters": {s.fault.code: s.count for s in self._slots if s.count},
             "prev": dict(self._prev.values) if self._prev is not None else {},
+            # stateful rules (unchanged_days): elapsed seconds, not clock readings
+            "rule_state": rule_state,
         }
 
     def _restore(self, snap: dict) -> None:
@@ -219,12 +279,23 @@ class Interpreter:
         prev = {k: v for k, v in prev.items() if k in self._prev_fields}
         if prev:
             self._prev = Reading(device=self.device, ok=True, values=prev)
+        rule_state = snap.get("rule_state")
+        if isinstance(rule_state, dict):
+            for code, saved in rule_state.items():
+                slot = self._by_code.get(code)
+                if slot is None or not isinstance(saved, list):
+                    continue
+                stateful = [leaf for leaf in leaves(slot.fault.trigger) if id(leaf) in slot.states]
+                for leaf, one in zip(stateful, saved):
+                    if isinstance(one, dict):
+                        slot.states[id(leaf)].update(_rules.state_restore(one))
 
     # -- per poll ------------------------------------------------------------
 
     def step(self, reading: Reading) -> list[FaultEvent]:
         """Feed one poll (answered or not); returns the edges it caused."""
         now = reading.mono
+        self._now = now
         events: list[FaultEvent] = []
         if self._retired:
             for code, info in self._retired.items():
@@ -248,7 +319,8 @@ class Interpreter:
                 if s.false_since is None:
                     s.false_since = now
                 if now - s.false_since >= self.flap_hold_s:
-                    detail = _trigger_detail(s.fault.trigger, self.params, reading, prev, last_good, now)
+                    detail = _trigger_detail(s.fault.trigger, self.params, reading, prev, last_good,
+                                             now, s.states)
                     detail["flapping"] = True
                     events.append(self._clear(s, reading.ts, detail))
                 continue
@@ -259,7 +331,8 @@ class Interpreter:
             if s.count < s.debounce:
                 continue
             s.count = 0
-            detail = _trigger_detail(s.fault.trigger, self.params, reading, prev, last_good, now)
+            detail = _trigger_detail(s.fault.trigger, self.params, reading, prev, last_good, now,
+                                     s.states)
             if cond:
                 s.active, s.since, s.detail = True, reading.ts, detail
                 events.append(self._event(s.fault, "raised", reading.ts, detail, reading.ts))

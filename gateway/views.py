@@ -16,6 +16,8 @@ import sys
 import unicodedata
 from datetime import datetime, timezone
 
+from protocols.models import trigger_text
+
 from .i18n import age, size, t
 
 LEVEL_ORDER = {"fail": 0, "warn": 1, "pass": 2}
@@ -397,7 +399,7 @@ def render_explain(e: dict, lang: str, color: bool = False) -> str:
     lines += [f"  {i}. {r}" for i, r in enumerate(x["remedy"], 1)]
     lines += ["", s.bold(t(lang, "ex.cleared_by")), f"  {x['cleared_by']} [{e['cleared_by']}]",
               "", s.bold(t(lang, "ex.trigger")),
-              "  " + ", ".join(f"{k} = {fmt_num(v)}" for k, v in e["trigger"].items())]
+              "  " + trigger_text(e["trigger"])]
     return "\n".join(lines) + "\n"
 
 
