@@ -3,8 +3,10 @@ firmware core (firmware/miu), so the meter's behaviour exists once.
 
 Scenario `params` drive what the meter sees: gas demand (`flow_m3h`), a
 magnet at the meter (`magnet`), the battery (`battery_V`), broken reed
-switches (`reed1_ok`, `reed2_ok`), gas through a shut valve (`leak`), and a
-clock speed-up (`time_scale`) so days without a pulse pass in seconds.
+switches (`reed1_ok`, `reed2_ok`), gas through a shut valve (`leak`), a
+clock speed-up (`time_scale`) so days without a pulse pass in seconds, and
+`command` ("close", "open", "fault_card"): one write to the command register,
+as the office or a service card would make, done once at the next tick.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from .behaviours import Behaviour
 from .device import ILLEGAL_ADDRESS
 
 FC_INPUT, FC_HOLDING = "input", "holding"
+COMMANDS = {"fault_card": 0xA5C1, "open": 0xA5C2, "close": 0xA5C3}
 
 
 class MiuBehaviour(Behaviour):
@@ -35,6 +38,11 @@ class MiuBehaviour(Behaviour):
     def tick(self, dev, dt: float) -> None:
         super().tick(dev, dt)
         p = self.params
+        command = p.pop("command", None)
+        if command is not None:
+            if command not in COMMANDS:
+                raise ValueError(f"miu param command = {command!r}: one of {', '.join(COMMANDS)}")
+            self.meter.command(COMMANDS[command])
         hal = self.meter.hal
         hal.battery = int(float(p.get("battery_V", 3.6)) * 1000)
         hal.magnet = bool(p.get("magnet", False))

@@ -27,6 +27,14 @@ expected.toml
     ref = "A8"                                # optional: ref, severity, valve_closed,
                                               #   site_visit, kind, cleared_by (the
                                               #   machine word), meaning (English)
+    remedy_zh = ["移除磁铁或其他磁干扰源", ...]  # optional: the texts a person reads,
+                                              #   compared whole: meaning_zh, causes,
+                                              #   causes_zh, remedy, remedy_zh (the
+                                              #   first step is what "do first" shows),
+                                              #   cleared_by_en, cleared_by_zh
+
+A case that pins a text is the review copy of what the engineer reads for
+that manual row; the catalogue test checks every other text by rule.
 """
 from __future__ import annotations
 
@@ -87,7 +95,12 @@ def run_case(case: Path, models: dict) -> tuple[list[dict], list[str]]:
             events.append({"poll": i, "code": e.code, "state": e.state,
                            "flapping": bool(e.detail.get("flapping")),
                            **{k: p[k] for k in EXTRA_KEYS},
-                           "cleared_by": p["cleared_by"]["code"], "meaning": p["meaning"]["en"]})
+                           "cleared_by": p["cleared_by"]["code"], "meaning": p["meaning"]["en"],
+                           "meaning_zh": p["meaning"]["zh"],
+                           "causes": p["causes"]["en"], "causes_zh": p["causes"]["zh"],
+                           "remedy": p["remedy"]["en"], "remedy_zh": p["remedy"]["zh"],
+                           "cleared_by_en": p["cleared_by"]["en"],
+                           "cleared_by_zh": p["cleared_by"]["zh"]})
     return events, sorted(interp.active())
 
 

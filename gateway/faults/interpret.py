@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING
 
 from gateway.faults import rules as _rules
 from gateway.poll.decode import Reading
-from protocols.models import Fault, Text
+from protocols.models import Fault, Text, leaves
+
+from .triggers import compile_trigger, trigger_detail
 
 if TYPE_CHECKING:
     from protocols.models import Fault, Model
@@ -65,69 +67,16 @@ class FaultEvent:
         }
 
 
-Test = Callable[[Reading, "Reading | None", "float | None", float], "bool | None"]
-
-
-def _int_of(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def compile_trigger(trigger: dict, params: dict) -> Test:
-    """One closure per fault, built once, so a poll costs a dict lookup and a compare."""
-    if "rule" in trigger:
-        try:
-            rule = _rules.RULES[trigger["rule"]]
-        except KeyError:
-            raise ValueError(f"unknown rule {trigger['rule']!r}") from None
-        return lambda reading, prev, last_good, now: rule(trigger, params, reading, prev, last_good, now)
-    name = trigger.get("field")
-    if name is None:
-        raise ValueError(f"trigger needs 'field' or 'rule': {trigger!r}")
-    if "bit" in trigger:
-        mask = 1 << int(trigger["bit"])
-
-        def bit_test(reading, prev, last_good, now):
-            word = _int_of(reading.values.get(name))
-            return None if word is None else bool(word & mask)
-        return bit_test
-    if "equals" in trigger:
-        wanted = trigger["equals"]
-
-        def equals_test(reading, prev, last_good, now):
-            value = reading.values.get(name)
-            return None if value is None else value == wanted
-        return equals_test
-    raise ValueError(f"trigger needs 'bit' or 'equals' with 'field': {trigger!r}")
-
-
-def _trigger_detail(trigger: dict, params: dict, reading, prev, last_good, now) -> dict:
-    if "rule" in trigger:
-        return _rules.detail(trigger, params, reading, prev, last_good, now)
-    name = trigger["field"]
-    out: dict = {"field": name}
-    if name in reading.values:
-        out["value"] = reading.values[name]
-    for key in ("bit", "equals"):
-        if key in trigger:
-            out[key] = trigger[key]
-    return out
-
-
 class _Slot:
     """Where one catalogued fault stands."""
 
-    __slots__ = ("fault", "test", "debounce", "active", "count", "since", "detail",
+    __slots__ = ("fault", "test", "states", "debounce", "active", "count", "since", "detail",
                  "flapping", "clears", "false_since")
 
-    def __init__(self, fault: Fault, test: Test):
+    def __init__(self, fault: Fault, params: dict):
         self.fault = fault
-        self.test = test
+        self.states: dict[int, dict] = {}     # stateful rules' state, by id() of their table
+        self.test = compile_trigger(fault.trigger, params, self.states)
         self.debounce = max(1, int(fault.debounce or 1))
         self.active = False
         self.count = 0                  # consecutive polls disagreeing with `active`
@@ -151,14 +100,15 @@ class Interpreter:
         self.flap_count = int(self.params.get("flap_count", FLAP_COUNT))
         self.flap_window_s = float(self.params.get("flap_window_s", FLAP_WINDOW_S))
         self.flap_hold_s = float(self.params.get("flap_hold_s", FLAP_HOLD_S))
-        self._slots = [_Slot(f, compile_trigger(f.trigger, self.params)) for f in model.faults]
+        self._slots = [_Slot(f, self.params) for f in model.faults]
         self._by_code = {s.fault.code: s for s in self._slots}
         # Only the fields a comparing rule looks at are remembered between polls.
         self._prev_fields = frozenset(
-            f.trigger["field"] for f in model.faults
-            if f.trigger.get("rule") in ("counting_while", "decreased") and "field" in f.trigger)
+            leaf["field"] for f in model.faults for leaf in leaves(f.trigger)
+            if leaf.get("rule") in _rules.COMPARING and "field" in leaf)
         self._prev: Reading | None = None
         self._last_good: float | None = None
+        self._now: float | None = None          # mono of the latest poll, for snapshots
         # Snapshot faults the model no longer has: cleared on the first poll,
         # when there is a ts to stamp the event with.
         self._retired: dict[str, dict] = {}
@@ -184,12 +134,20 @@ class Interpreter:
                     "since": s.since, "flapping": s.flapping, "detail": s.detail,
                     "severity": s.fault.severity, "kind": s.fault.kind, "ref": s.fault.ref,
                 }
+        rule_state = {}
+        for s in self._slots:
+            saved = [_rules.state_snapshot(s.states[id(leaf)], self._now)
+                     for leaf in leaves(s.fault.trigger) if id(leaf) in s.states]
+            if any(saved):
+                rule_state[s.fault.code] = saved
         return {
             "v": SNAPSHOT_VERSION,
             "model": self.model.id,
             "active": active,
             "counters": {s.fault.code: s.count for s in self._slots if s.count},
             "prev": dict(self._prev.values) if self._prev is not None else {},
+            # stateful rules (unchanged_days): elapsed seconds, not clock readings
+            "rule_state": rule_state,
         }
 
     def _restore(self, snap: dict) -> None:
@@ -220,12 +178,23 @@ class Interpreter:
         prev = {k: v for k, v in prev.items() if k in self._prev_fields}
         if prev:
             self._prev = Reading(device=self.device, ok=True, values=prev)
+        rule_state = snap.get("rule_state")
+        if isinstance(rule_state, dict):
+            for code, saved in rule_state.items():
+                slot = self._by_code.get(code)
+                if slot is None or not isinstance(saved, list):
+                    continue
+                stateful = [leaf for leaf in leaves(slot.fault.trigger) if id(leaf) in slot.states]
+                for leaf, one in zip(stateful, saved):
+                    if isinstance(one, dict):
+                        slot.states[id(leaf)].update(_rules.state_restore(one))
 
     # -- per poll ------------------------------------------------------------
 
     def step(self, reading: Reading) -> list[FaultEvent]:
         """Feed one poll (answered or not); returns the edges it caused."""
         now = reading.mono
+        self._now = now
         events: list[FaultEvent] = []
         if self._retired:
             for code, info in self._retired.items():
@@ -249,7 +218,8 @@ class Interpreter:
                 if s.false_since is None:
                     s.false_since = now
                 if now - s.false_since >= self.flap_hold_s:
-                    detail = _trigger_detail(s.fault.trigger, self.params, reading, prev, last_good, now)
+                    detail = trigger_detail(s.fault.trigger, self.params, reading, prev, last_good,
+                                             now, s.states)
                     detail["flapping"] = True
                     events.append(self._clear(s, reading.ts, detail))
                 continue
@@ -260,7 +230,8 @@ class Interpreter:
             if s.count < s.debounce:
                 continue
             s.count = 0
-            detail = _trigger_detail(s.fault.trigger, self.params, reading, prev, last_good, now)
+            detail = trigger_detail(s.fault.trigger, self.params, reading, prev, last_good, now,
+                                     s.states)
             if cond:
                 s.active, s.since, s.detail = True, reading.ts, detail
                 events.append(self._event(s.fault, "raised", reading.ts, detail, reading.ts))

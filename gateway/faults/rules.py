@@ -18,9 +18,15 @@ fault nor raises one by accident.
 (kept per field, so one failed read does not make a comparison impossible,
 and kept across restarts). ``last_good_mono`` is the monotonic time of the last
 poll the device answered.
+
+One rule measures days and so keeps a little state of its own:
+``unchanged_days`` (in STATEFUL) takes a seventh argument, a dict the
+interpreter keeps per trigger and carries across restarts as elapsed seconds
+(``state_snapshot`` / ``state_restore``), never as clock readings.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -132,6 +138,70 @@ def decreased(trigger, params, reading, prev, last_good_mono, now_mono):
     return value < before
 
 
+def increased(trigger, params, reading, prev, last_good_mono, now_mono):
+    # A counter of refused cards that moves is an event at the card slot
+    # (A4, B4, B5, E2): present for the one reading that shows the rise.
+    if prev is None:
+        return None
+    name = trigger.get("field")
+    value = _number(reading.values, name)
+    before = _number(prev.values, name)
+    if value is None or before is None:
+        return None
+    return value > before
+
+
+DAY_S = 86400.0
+
+
+def unchanged_days(trigger, params, reading, prev, last_good_mono, now_mono, state):
+    # The field has not moved for more than `limit` days while the gate held
+    # (valve open). The stretch starts again whenever the value changes or
+    # the gate fails, so a meter that was shut for a month and has just been
+    # reopened is not "a month without counting". A failed poll neither
+    # starts nor ends a stretch: the time keeps running, as it does on site.
+    lim = limit(trigger, params)
+    value = _number(reading.values, trigger.get("field"))
+    gate = _when(trigger, reading.values) if "when_field" in trigger else True
+    if value is None or gate is None:
+        return None
+    if "carry_s" in state:        # restored: the stretch so far, without the downtime
+        state["since"] = now_mono - float(state.pop("carry_s"))
+    off = lim is None or lim <= 0   # no limit: the site has not switched it on
+    if "since" not in state:      # first sight: a stretch starts, nothing known yet
+        state["value"], state["since"] = value, now_mono
+        return None
+    if not gate or state["value"] != value:
+        state["value"], state["since"] = value, now_mono
+        return None if off else False
+    return None if off else now_mono - state["since"] > lim * DAY_S
+
+
+def state_snapshot(state: dict, now_mono: float | None) -> dict:
+    """A stateful rule's state as JSON: elapsed seconds, no clock readings."""
+    if "value" not in state:
+        return {}
+    if "carry_s" in state:
+        elapsed = float(state["carry_s"])
+    elif now_mono is None or "since" not in state:
+        return {}
+    else:
+        elapsed = max(0.0, now_mono - state["since"])
+    return {"value": state["value"], "quiet_s": round(elapsed, 3)}
+
+
+def state_restore(saved: dict) -> dict:
+    """Inverse of state_snapshot; anything unreadable gives a fresh state."""
+    try:
+        value, quiet = saved["value"], float(saved["quiet_s"])
+    except (KeyError, TypeError, ValueError):
+        return {}
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(quiet) or quiet < 0:
+        return {}
+    return {"value": value, "carry_s": quiet}
+
+
 def _stale_limit_s(trigger: dict, params: dict) -> float | None:
     intervals = limit(trigger, params, "intervals")
     poll = _number(params, "poll_interval_s")
@@ -151,18 +221,26 @@ def stale(trigger, params, reading, prev, last_good_mono, now_mono):
     return True if now_mono - last_good_mono > lim else None
 
 
-RULES: dict[str, Rule] = {
+# Rule, or for the STATEFUL ones Rule with the state dict as a seventh argument.
+RULES: dict[str, Callable[..., "bool | None"]] = {
     "above_max": above_max,
     "below_min": below_min,
     "below_min_while_positive": below_min_while_positive,
     "drift": drift,
     "counting_while": counting_while,
     "decreased": decreased,
+    "increased": increased,
+    "unchanged_days": unchanged_days,
     "stale": stale,
 }
+# Rules called with a seventh argument, their state dict.
+STATEFUL = frozenset({"unchanged_days"})
+# Rules that compare with the previous good value of their field.
+COMPARING = frozenset({"counting_while", "decreased", "increased"})
 
 
-def detail(trigger: dict, params: dict, reading, prev, last_good_mono, now_mono) -> dict:
+def detail(trigger: dict, params: dict, reading, prev, last_good_mono, now_mono,
+           state: dict | None = None) -> dict:
     """What a person needs to see why the rule fired: its inputs and limit.
 
     Kept apart from the rules so the per-poll path returns bare booleans;
@@ -174,9 +252,10 @@ def detail(trigger: dict, params: dict, reading, prev, last_good_mono, now_mono)
         if name is not None and name in reading.values:
             out[name] = reading.values[name]
     name = trigger.get("field")
-    if trigger.get("rule") in ("counting_while", "decreased") and prev is not None \
-            and name in prev.values:
+    if trigger.get("rule") in COMPARING and prev is not None and name in prev.values:
         out["previous"] = prev.values[name]
+    if trigger.get("rule") in STATEFUL and state and "since" in state:
+        out["unchanged_days"] = round((now_mono - state["since"]) / DAY_S, 3)
     if trigger.get("rule") == "stale":
         lim = _stale_limit_s(trigger, params)
         if last_good_mono is not None:

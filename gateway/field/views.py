@@ -11,8 +11,10 @@ counted in display cells, not in characters.
 """
 from __future__ import annotations
 
+from protocols.models import trigger_text
+
 from .i18n import age, size, t
-from .text import SEV_ORDER, Style, _sev, _text, fmt_num, fmt_ts, seconds_between, table
+from .text import SEV_ORDER, Style, _sev, _text, fmt_ts, seconds_between, table
 
 # --------------------------------------------------------------------------- terminal
 
@@ -256,7 +258,7 @@ def render_explain(e: dict, lang: str, color: bool = False) -> str:
     lines += [f"  {i}. {r}" for i, r in enumerate(x["remedy"], 1)]
     lines += ["", s.bold(t(lang, "ex.cleared_by")), f"  {x['cleared_by']} [{e['cleared_by']}]",
               "", s.bold(t(lang, "ex.trigger")),
-              "  " + ", ".join(f"{k} = {fmt_num(v)}" for k, v in e["trigger"].items())]
+              "  " + trigger_text(e["trigger"])]
     return "\n".join(lines) + "\n"
 
 

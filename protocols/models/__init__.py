@@ -26,8 +26,9 @@ from typing import Any
 from protocols.modbus.types import FUNCTIONS, ORDERS, TYPES, Field, register_count
 
 __all__ = [
-    "CLEARED_BY", "KINDS", "RULE_KEYS", "SEVERITIES", "Fault", "Model", "ModelError",
-    "Text", "clear_cache", "default_directory", "load_model", "load_models", "validate_all",
+    "CLEARED_BY", "COMBINERS", "KINDS", "RULE_KEYS", "SEVERITIES", "Fault", "Model", "ModelError",
+    "Text", "clear_cache", "default_directory", "leaves", "load_model", "load_models",
+    "trigger_text", "validate_all",
 ]
 
 SEVERITIES = ("critical", "major", "minor", "info")
@@ -41,7 +42,7 @@ CLEARED_BY = (
 # rule -> (required keys, optional keys), besides "rule". Mirrors the table in
 # docs/dev/interfaces.md and gateway/faults/rules.py; tests/unit/test_catalogue.py
 # keeps the three in step. counting_while needs exactly one of equals/below,
-# checked separately.
+# unchanged_days at most one (and only with when_field), checked separately.
 RULE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "above_max": (("field", "default"), ("param",)),
     "below_min": (("field", "default"), ("param",)),
@@ -49,10 +50,18 @@ RULE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "drift": (("field", "other", "default"), ("param",)),
     "counting_while": (("field", "when_field"), ("equals", "below")),
     "decreased": (("field",), ()),
+    "increased": (("field",), ()),
+    # default optional: without one the finding is off until a site sets the param (E1)
+    "unchanged_days": (("field", "param"), ("default", "when_field", "equals", "below")),
     "stale": (("intervals",), ("param",)),
 }
 # Keys of a rule trigger that name a register of the model.
 _FIELD_KEYS = ("field", "other", "when_field")
+# Triggers that combine others (docs/models/format.md, "Combined triggers").
+# Nesting is bounded so a mistaken self-similar file cannot recurse forever.
+COMBINERS = ("all", "any", "not")
+_MAX_DEPTH = 4
+_FORMS = "{ field, bit }, { field, equals }, { rule, ... }, { all = [...] }, { any = [...] }, { not = {...} }"
 
 _MODEL_KEYS = ("id", "name_en", "name_zh", "family", "max_registers_per_read", "identify")
 _FAULT_KEYS = ("code", "severity", "valve_closed", "site_visit", "debounce", "kind",
@@ -480,19 +489,21 @@ class _Checker:
             return None
         return Text(meaning=meaning, causes=lists[0], remedy=lists[1], cleared_by=cleared)
 
-    def trigger(self, key: str, t: Any) -> dict | None:
+    def trigger(self, key: str, t: Any, depth: int = 0) -> dict | None:
         if t is None:
             self.add(key, "missing")
             return None
         if not isinstance(t, dict):
-            self.add(key, "must be a table: { field, bit }, { field, equals } or { rule, ... }")
+            self.add(key, f"must be a table: {_FORMS}")
             return None
         before = len(self.problems)
-        if "rule" in t:
+        combiners = [k for k in COMBINERS if k in t]
+        if combiners:
+            self.combined(key, t, combiners, depth)
+        elif "rule" in t:
             self.rule_trigger(key, t)
         elif "bit" in t and "equals" in t:
-            self.add(key, "has both bit and equals: a trigger is exactly one of "
-                     "{ field, bit }, { field, equals }, { rule, ... }")
+            self.add(key, f"has both bit and equals: a trigger is exactly one of {_FORMS}")
         elif "bit" in t:
             self.unknown(key, t, ("field", "bit"))
             f = self.trigger_field(key, t, "field")
@@ -518,10 +529,29 @@ class _Checker:
                 elif not _is_num(v):
                     self.add(f"{key}.equals", f"{_q(v)} is not a number")
         else:
-            self.add(key, "is none of { field, bit }, { field, equals }, { rule, ... }")
+            self.add(key, f"is none of {_FORMS}")
         if len(self.problems) != before:
             return None
         return dict(t)
+
+    def combined(self, key: str, t: dict, combiners: list[str], depth: int) -> None:
+        if len(combiners) > 1 or len(t) > 1:
+            self.add(key, f"{' and '.join(combiners) if len(combiners) > 1 else combiners[0]} "
+                     "takes no other key: one of all, any, not per table")
+            return
+        name = combiners[0]
+        if depth >= _MAX_DEPTH:
+            self.add(f"{key}.{name}", f"nested deeper than {_MAX_DEPTH} levels")
+            return
+        v = t[name]
+        if name == "not":
+            self.trigger(f"{key}.not", v, depth + 1)
+            return
+        if not isinstance(v, list) or len(v) < 2:
+            self.add(f"{key}.{name}", "must be a list of at least two triggers")
+            return
+        for i, sub in enumerate(v):
+            self.trigger(f"{key}.{name}[{i}]", sub, depth + 1)
 
     def trigger_field(self, key: str, t: dict, name: str, *, numeric: bool = False) -> Field | None:
         if name not in t:
@@ -551,8 +581,8 @@ class _Checker:
             if k not in t:
                 self.add(f"{key}.{k}", f"missing (rule {rule} needs {', '.join(required)})")
         for k in _FIELD_KEYS:
-            if k in t and k in required:
-                numeric = not (rule == "counting_while" and k == "when_field" and "equals" in t)
+            if k in t and (k in required or k in optional):
+                numeric = not (k == "when_field" and "equals" in t)
                 self.trigger_field(key, t, k, numeric=numeric)
         for k in ("default", "below"):
             if k in t and not _is_num(t[k]):
@@ -561,12 +591,48 @@ class _Checker:
             self.add(f"{key}.intervals", f"{_q(t['intervals'])} is not a number > 0")
         if "param" in t and (not isinstance(t["param"], str) or not _NAME.match(t["param"])):
             self.add(f"{key}.param", f"{_q(t['param'])} is not a param name (quantity[_unit])")
-        if rule == "counting_while":
-            gates = [k for k in ("equals", "below") if k in t]
-            if len(gates) != 1:
-                self.add(key, "rule counting_while needs exactly one of equals, below")
-            elif "equals" in t and not _is_num(t["equals"]):
-                self.add(f"{key}.equals", f"{_q(t['equals'])} is not a number")
+        gates = [k for k in ("equals", "below") if k in t]
+        if rule == "counting_while" and len(gates) != 1:
+            self.add(key, "rule counting_while needs exactly one of equals, below")
+        elif rule == "unchanged_days" and (("when_field" in t) != (len(gates) == 1) or len(gates) > 1):
+            self.add(key, "rule unchanged_days takes when_field with exactly one of "
+                     "equals, below, or none of the three")
+        if "equals" in t and not _is_num(t["equals"]):
+            self.add(f"{key}.equals", f"{_q(t['equals'])} is not a number")
+
+
+def leaves(trigger: dict):
+    """The plain triggers (field and rule forms) inside a trigger, in file order.
+
+    For readers of a catalogue (tests, docs, the interpreter): a combined
+    trigger's parts are where the registers and params it reads are named.
+    """
+    for name in COMBINERS:
+        if name in trigger:
+            parts = trigger[name]
+            for sub in ([parts] if name == "not" else parts):
+                yield from leaves(sub)
+            return
+    yield trigger
+
+
+def _value_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:.7g}"
+    return str(v)
+
+
+def trigger_text(trigger: dict) -> str:
+    """One line a person can read (``edgegw explain``), never a Python repr:
+    ``all of (field = status_word, bit = 0) and (field = error_code, equals = 0)``."""
+    for name, joint in (("all", " and "), ("any", " or ")):
+        if name in trigger:
+            return f"{name} of " + joint.join(f"({trigger_text(t)})" for t in trigger[name])
+    if "not" in trigger:
+        return f"not ({trigger_text(trigger['not'])})"
+    return ", ".join(f"{k} = {_value_text(v)}" for k, v in trigger.items())
 
 
 # --------------------------------------------------------------------------- loading

@@ -101,7 +101,7 @@ def test_explain_screen(lang):
 def test_explain_json_and_errors(cli):
     rc, out, _ = cli("explain", "meihua-ic", "ERR-1", "--json")
     e = json.loads(out)
-    assert rc == 0 and e["ref"] == "A8" and e["cleared_by"] == "battery_reinsert"
+    assert rc == 0 and e["ref"] == "A8" and e["cleared_by"] == "fault_card"
     assert e["en"]["causes"] and e["zh"]["remedy"] and isinstance(e["site_visit"], bool)
     check_golden("explain_meihua-ic_ERR-1.json", json.dumps(e, ensure_ascii=False, indent=2) + "\n")
     # the same code on another model is another fault

@@ -58,6 +58,9 @@ class FakeBus:
     async def finish(self, d, results, reason):
         self.finished.append((results, reason))
 
+    def reschedule(self, d, due):
+        d.next_due = due
+
 
 class Clock:
     def __init__(self, t: float = T0) -> None:

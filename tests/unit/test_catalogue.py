@@ -12,9 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from protocols.models import CLEARED_BY, RULE_KEYS, SEVERITIES, load_models, validate_all
-
 from gateway.faults import rules as gateway_rules
+from protocols.models import (
+    CLEARED_BY,
+    RULE_KEYS,
+    SEVERITIES,
+    leaves,
+    load_models,
+    validate_all,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs" / "models"
@@ -30,9 +36,9 @@ MANUAL_ROWS = (
 # gateway" and says why. A row may be partly both.
 COVERAGE: dict[str, list[str]] = {
     "A1": ["meihua-ic:NO-RESPONSE"],
-    "A2": ["meihua-ic:VALVE-CLOSED", "meihua-ic:FAULT-SHUT"],
+    "A2": ["meihua-ic:VALVE-CLOSED", "meihua-ic:BALANCE-ZERO"],
     "A3": ["doc:meihua-ic"],
-    "A4": ["doc:meihua-ic"],               # counters wrong_card_count / fake_card_count
+    "A4": ["meihua-ic:CARD-REFUSED"],      # counters wrong_card_count / fake_card_count
     "A5": ["meihua-ic:BALANCE-PROMPT", "meihua-ic:LOW-BALANCE"],
     "A6": ["meihua-ic:BATTERY-PROMPT"],
     "A7": ["doc:meihua-ic"],
@@ -44,14 +50,14 @@ COVERAGE: dict[str, list[str]] = {
     "B1": ["mhcg:故障+关阀"],
     "B2": ["mhcg:低电+关阀"],
     "B3": ["mhcg:t"],
-    "B4": ["doc:mhcg"],                    # counter card_fault_count
-    "B5": ["doc:mhcg"],                    # counter card_not_loaded_count
+    "B4": ["mhcg:CARD-FAULT"],             # counter card_fault_count
+    "B5": ["mhcg:CARD-NOT-LOADED"],        # card_not_loaded_count up, purchase_count not
     "B6": ["mhcg:COUNT-DRIFT"],
     "B7": ["mhcg:ERR-1"],
     "B8": ["mhcg:ERR-3"],
     "B9": ["mhcg:ERR-4"],
-    "C": ["meihua-ic:TOTAL-RESET"],        # and every cleared_by (tests below)
-    "D1": ["turbine-evc:SLEEP"],
+    "C": ["meihua-ic:TOTAL-RESET", "mhcg:TOTAL-RESET", "mhcg:WIPED"],  # and every cleared_by
+    "D1": ["turbine-evc:SLEEP", "turbine-evc:FLOW-BELOW-START", "turbine-evc:PRESS-LOST"],
     "D2": ["turbine-evc:NO-RESPONSE", "turbine-evc:GENERAL-FAULT", "turbine-evc:BATTERY-ALARM",
            "turbine-evc:TOTAL-RESET", "doc:turbine-evc"],
     "D3": ["turbine-evc:TEMP-SENSOR", "turbine-evc:PRESS-SENSOR", "turbine-evc:TEMP-HIGH",
@@ -60,11 +66,11 @@ COVERAGE: dict[str, list[str]] = {
     "D5": ["turbine-evc:FLOW-LOW", "doc:turbine-evc"],
     "D6": ["doc:turbine-evc"],
     "D7": ["turbine-evc:SELF-COUNT", "meihua-ic:SELF-COUNT"],
-    "E1": ["doc:qianfeng-ic"],
-    "E2": ["doc:qianfeng-ic"],             # counter card_error_count
+    "E1": ["qianfeng-ic:NO-COUNT"],        # off until a site sets no_count_days
+    "E2": ["qianfeng-ic:CARD-ERROR"],      # counter card_error_count
     "E3": ["qianfeng-ic:请速购气", "qianfeng-ic:请换电池", "qianfeng-ic:安全保护",
            "qianfeng-ic:BATTERY-LOW", "qianfeng-ic:VALVE-CLOSED", "doc:qianfeng-ic"],
-    "E4": ["doc:qianfeng-ic"],
+    "E4": ["qianfeng-ic:BATTERY-PROMPT-STUCK"],
     "E5": ["qianfeng-ic:SLEEP", "qianfeng-ic:NO-RESPONSE"],
     "F1": ["gas-alarm:POWER-LAMP-OFF", "gas-alarm:NO-RESPONSE"],
     "F2": ["gas-alarm:FAULT-LAMP"],
@@ -126,24 +132,26 @@ class TestEveryFault:
     def test_trigger(self, model_id, fault):
         m = MODELS[model_id]
         names = {f.name for f in m.fields}
-        t = fault.trigger
-        if "rule" in t:
-            assert t["rule"] in gateway_rules.RULES
-            for key in ("field", "other", "when_field"):
-                if key in t:
-                    assert t[key] in names
-            if t["rule"] in LIMIT_RULES:
-                assert t.get("param"), "a limit the site cannot set"
+        if "rule" in fault.trigger:
             assert RULE_CODE.match(fault.code), "gateway rule codes are upper case with hyphens"
-        else:
-            field = m.field(t["field"])
-            if "bit" in t:
-                assert field.type == "uint16" and field.scale == 1 and field.offset == 0
-                # the bit is described in the register's description
-                described = {int(n) for n in re.findall(r"(?:\bbit |, )(\d+) ", field.description)}
-                assert t["bit"] in described, f"bit {t['bit']} of {field.name} is not described"
+        for t in leaves(fault.trigger):
+            if "rule" in t:
+                assert t["rule"] in gateway_rules.RULES
+                for key in ("field", "other", "when_field"):
+                    if key in t:
+                        assert t[key] in names
+                # a sign test (balance above zero: "gas left") is no site limit
+                if t["rule"] in LIMIT_RULES and t.get("default") != 0:
+                    assert t.get("param"), "a limit the site cannot set"
             else:
-                assert set(t) == {"field", "equals"}
+                field = m.field(t["field"])
+                if "bit" in t:
+                    assert field.type == "uint16" and field.scale == 1 and field.offset == 0
+                    # the bit is described in the register's description
+                    described = {int(n) for n in re.findall(r"(?:\bbit |, )(\d+) ", field.description)}
+                    assert t["bit"] in described, f"bit {t['bit']} of {field.name} is not described"
+                else:
+                    assert set(t) == {"field", "equals"}
 
     def test_texts(self, model_id, fault):
         for lang in ("en", "zh"):
@@ -217,7 +225,8 @@ def test_err1_means_different_things_on_meihua_and_mhcg():
     assert "battery" in plant.en.meaning.lower() and "电池" in plant.zh.meaning
     assert "battery" not in home.en.meaning.lower()
     assert home.en.meaning != plant.en.meaning and home.zh.meaning != plant.zh.meaning
-    assert home.cleared_by == "battery_reinsert" and plant.cleared_by == "manufacturer"
+    # the meter interface unit keeps ERR-1 through a battery pull (firmware/miu)
+    assert home.cleared_by == "fault_card" and plant.cleared_by == "manufacturer"
     assert home.ref == "A8" and plant.ref == "B7"
 
 
@@ -238,16 +247,23 @@ def test_fault_card_clears_err1_to_err7_on_meihua():
     assert errs == ["ERR-1", "ERR-3", "ERR-4", "ERR-5", "ERR-6", "ERR-7"]   # the manual has no ERR-2
     for code in errs:
         f = m.fault(code)
-        assert f.cleared_by == ("battery_reinsert" if code == "ERR-1" else "fault_card")
+        assert f.cleared_by == "fault_card"
         assert "fault (repair) card" in f.en.cleared_by and "ERR-1 to ERR-7" in f.en.cleared_by
         assert "故障卡" in f.zh.cleared_by and "ERR-1至ERR-7" in f.zh.cleared_by
+        # the meter interface unit shuts the valve on every ERR code
+        assert f.valve_closed and f.severity == "critical"
     assert not any(f.cleared_by == "fault_recovery_card" for f in m.faults)
 
 
-def test_err1_on_meihua_says_both_ways_to_clear():
+def test_err1_on_meihua_agrees_with_the_firmware_and_says_where_the_manual_differs():
+    # firmware/miu keeps ERR-1 in flash: a battery pull does not clear it
+    # (tests/firmware/test_core.py), while the manual's A8 says it does. The
+    # engineer reads the remedy and the cleared-by sentence; both say so.
     f = MODELS["meihua-ic"].fault("ERR-1")
-    assert "re-insert the battery once" in f.en.cleared_by
-    assert "重新装一次电池" in f.zh.cleared_by
+    assert "A8" in f.en.cleared_by and "battery pull" in f.en.cleared_by
+    assert "A8" in f.zh.cleared_by and "只有故障卡能清除" in f.zh.cleared_by
+    assert any("A8" in r and "does not clear ERR-1" in r for r in f.en.remedy)
+    assert any("A8" in r and "不能清除ERR-1" in r for r in f.zh.remedy)
 
 
 def test_device_codes_as_the_devices_show_them():
@@ -266,9 +282,11 @@ def test_sleep_is_a_state_not_an_outage():
 
 
 def test_mhcg_low_battery_says_which_battery_by_supply():
+    # by what the engineer looks at on site, not by the register that says it
     f = MODELS["mhcg"].fault("低电+关阀")
-    assert "external_power" in f.en.meaning and "internal battery" in f.en.meaning
+    assert "external power supply" in f.en.meaning and "internal battery" in f.en.meaning
     assert "外接电源" in f.zh.meaning and "内部电池" in f.zh.meaning
+    assert "external power supply is connected" in f.en.remedy[0] and "外接电源" in f.zh.remedy[0]
     assert MODELS["mhcg"].field("external_power")
 
 
@@ -306,3 +324,158 @@ def test_the_product_does_not_read_the_source_material():
     for path in [*(REPO / "protocols").rglob("*.py"), *(REPO / "protocols").rglob("*.toml"),
                  *DOCS.glob("*.md")]:
         assert "/work/shared" not in path.read_text(encoding="utf-8"), path
+
+
+# --------------------------------------------------------------------------- what a person reads
+
+def _texts(fault):
+    for lang in ("en", "zh"):
+        t = fault.text(lang)
+        yield lang, t.meaning
+        yield lang, t.cleared_by
+        yield from ((lang, c) for c in t.causes)
+        yield from ((lang, r) for r in t.remedy)
+
+
+# Device config keys the gateway itself reads (docs/faults.md, docs/configuration.md).
+CONFIG_KEYS = {"poll_interval_s", "flap_count", "flap_window_s", "flap_hold_s"}
+IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def test_no_human_text_names_a_register_or_a_config_key():
+    # The engineer reads these at a meter: "see whether an external supply is
+    # connected", not "read external_power". Checked against every model's
+    # registers and every param any model's triggers name.
+    registers = {f.name for m in MODELS.values() for f in m.fields}
+    params = {leaf["param"] for m in MODELS.values() for f in m.faults
+              for leaf in leaves(f.trigger) if "param" in leaf}
+    # register names that are plain English words can only be matched as such
+    words = {n for n in registers if "_" not in n}
+    assert words == {"buzzer"}, "a new one-word register name: add it here if it is an English word"
+    keys = (registers - words) | params | CONFIG_KEYS
+    found = []
+    for mid, m in MODELS.items():
+        for name in (m.name_en, m.name_zh):
+            found += [f"{mid} name: {w}" for w in IDENT.findall(name) if w in keys]
+        for f in m.faults:
+            for lang, text in _texts(f):
+                found += [f"{mid}:{f.code} {lang}: {w}" for w in IDENT.findall(text) if w in keys]
+    assert not found
+
+
+def _repo_text_files():
+    for top in ("protocols", "docs", "simulators", "deploy", "firmware", "gateway", "tests/cli/golden"):
+        for path in (REPO / top).rglob("*"):
+            if path.is_file() and path.suffix in (".toml", ".md", ".py", ".json", ".txt") \
+                    and "node_modules" not in path.parts:
+                yield path
+    yield REPO / "README.md"
+
+
+def test_brand_names():
+    # 美华 (Meihua) and 前锋 (Qianfeng), as the manual writes them.
+    assert "美华" in MODELS["meihua-ic"].name_zh and "Meihua" in MODELS["meihua-ic"].name_en
+    assert "前锋" in MODELS["qianfeng-ic"].name_zh and "Qianfeng" in MODELS["qianfeng-ic"].name_en
+    wrong = [str(p.relative_to(REPO)) for p in _repo_text_files()
+             if any(w in p.read_text(encoding="utf-8", errors="replace") for w in ("梅花", "千峰"))]
+    assert not wrong
+
+
+def test_controller_text_names_the_controller_cards():
+    # On MHCG the 维修卡 is the initialise card (section C); the residential
+    # 故障卡（维修卡） must not leak into controller text, and every entry that
+    # mentions a card warns never to use the 维修卡 to clear a fault.
+    for f in MODELS["mhcg"].faults:
+        for lang, text in _texts(f):
+            assert "故障卡" not in text.replace("故障恢复卡", ""), (f.code, text)
+            assert "fault card" not in text and "repair) card" not in text, (f.code, text)
+        mentions = any("卡" in t for _, t in _texts(f) if _ == "zh") or \
+            any("card" in t for lang, t in _texts(f) if lang == "en")
+        if mentions:
+            assert any("维修卡" in r and "切勿" in r and "初始化卡" in r for r in f.zh.remedy), f.code
+            assert any("维修卡" in r and "Never" in r and "initialise card" in r for r in f.en.remedy), f.code
+    b1 = MODELS["mhcg"].fault("故障+关阀")
+    assert sum("插卡恢复" in r for r in b1.zh.remedy) == 2 and "插卡恢复" in b1.zh.cleared_by
+    assert any("更换芯片" in r for r in b1.zh.remedy) and any("更换芯片" in r for r in b1.en.remedy)
+    assert not any(re.search(r"replace\b[^:;,]*\bboard", r.lower()) for r in b1.en.remedy)
+    assert not any(re.search(r"更换[^：；，]*电路板", r) for r in b1.zh.remedy)
+
+
+def test_the_err_row_is_reported_not_b1_and_t_not_b2():
+    m = MODELS["mhcg"]
+    assert {"field": "error_code", "equals": 0} in list(leaves(m.fault("故障+关阀").trigger))
+    assert {"not": {"field": "status_word", "bit": 3}} in m.fault("低电+关阀").trigger["all"]
+
+
+def test_manual_words_not_back_translations():
+    for mid, f in FAULTS:
+        for lang, text in _texts(f):
+            if lang == "zh":
+                for bad in ("陈旧库存", "余额不足", "节电"):
+                    assert bad not in text, (mid, f.code, bad)
+    assert "欠量" in MODELS["meihua-ic"].fault("BALANCE-PROMPT").zh.meaning
+    assert "省电" in MODELS["qianfeng-ic"].fault("SLEEP").zh.meaning
+    stuck = MODELS["qianfeng-ic"].fault("BATTERY-PROMPT-STUCK")
+    assert "过期" in stuck.zh.causes[0] and "劣质" in stuck.zh.causes[0]
+    assert "检测卡" in " ".join(MODELS["mhcg"].fault("CARD-NOT-LOADED").zh.remedy)
+
+
+def test_d7_is_any_interference():
+    for mid in ("turbine-evc", "meihua-ic"):
+        f = MODELS[mid].fault("SELF-COUNT")
+        assert "受干扰" in f.zh.causes[0] and "不只是电气干扰" in f.zh.causes[0], mid
+        assert "排除干扰" in f.zh.remedy[0] or "排除干扰" in f.en.remedy[0], mid
+        assert "not only electrical" in f.en.causes[0], mid
+
+
+def test_qianfeng_last_resort_is_the_recovery_transfer_swap():
+    m = MODELS["qianfeng-ic"]
+    for code in ("NO-COUNT", "CARD-ERROR", "NO-RESPONSE"):     # E1, E2, E5
+        zh = " ".join(m.fault(code).zh.remedy)
+        en = " ".join(m.fault(code).en.remedy)
+        for word in ("回收转移卡", "表号", "铅封号", "剩余气量"):
+            assert word in zh, (code, word)
+        assert "seal number" in en and "meter number" in en, code
+    safety = m.fault("安全保护")
+    assert safety.zh.remedy[0].startswith("检查操作") and len(safety.zh.remedy) == 1
+    assert "does not say" in safety.en.cleared_by and "没有说明" in safety.zh.cleared_by
+
+
+def test_qianfeng_battery_low_does_not_claim_the_valve():
+    m = MODELS["qianfeng-ic"]
+    low = m.fault("BATTERY-LOW")
+    assert not low.valve_closed and low.severity != "critical"
+    assert "blank display" in low.en.meaning and "显示屏不亮" in low.zh.meaning
+    # the 4.0 V check reads one param, for E3 and E4 alike
+    stuck = [leaf for leaf in leaves(m.fault("BATTERY-PROMPT-STUCK").trigger) if "rule" in leaf]
+    assert stuck == [low.trigger]
+
+
+def test_turbine_starting_flow_is_not_qmin():
+    m = MODELS["turbine-evc"]
+    start = m.fault("FLOW-BELOW-START").trigger
+    qmin = next(leaf for leaf in leaves(m.fault("FLOW-LOW").trigger)
+                if leaf.get("rule") == "below_min_while_positive")
+    assert start["param"] == "starting_flow_m3h" and qmin["param"] == "rated_flow_min_m3h"
+    assert 0 < start["default"] < qmin["default"]
+    assert "始动流量" in m.fault("SLEEP").zh.meaning and "starting flow" in m.fault("SLEEP").en.meaning
+
+
+def test_turbine_pressures_are_absolute_and_can_trigger():
+    m = MODELS["turbine-evc"]
+    assert "absolute" in m.field("pressure_kPa").description
+    atmosphere = 101.325
+    for code in ("PRESS-LOW", "PRESS-LOST", "PRESS-HIGH"):
+        f = m.fault(code)
+        for leaf in leaves(f.trigger):
+            if leaf.get("field") == "pressure_kPa" and "default" in leaf:
+                assert leaf["default"] > atmosphere, (code, leaf)
+        assert "absolute" in f.en.meaning and "绝压" in f.zh.meaning, code
+    assert m.fault("PRESS-LOST").trigger["default"] < m.fault("PRESS-LOW").trigger["all"][0]["default"]
+
+
+def test_central_monitoring_can_catch_a7_and_a12():
+    section = not_detectable_section("meihua-ic")
+    for row in ("A7", "A12"):
+        line = next(ln for ln in section.splitlines() if ln.startswith(f"| {row} "))
+        assert "sales record" in line and "published balance" in line, row

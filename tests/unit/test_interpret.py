@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
+
 import pytest
 
-
-from protocols.models import Fault, Model, Text, load_models
-
-from gateway.faults.interpret import FaultEvent, Interpreter, compile_trigger
+from gateway.faults.interpret import FaultEvent, Interpreter
+from gateway.faults.triggers import compile_trigger
 from gateway.poll.decode import Reading
+from protocols.models import Fault, Model, Text, load_models
 
 
 def model(id: str, *faults: Fault) -> Model:
@@ -266,6 +266,60 @@ class TestFlapping:
         assert events == [("ERR-1", "raised"), ("ERR-1", "cleared")] * 6
 
 
+B1 = fault("B1", {"all": [{"field": "status_word", "bit": 0}, {"field": "error_code", "equals": 0}]})
+EITHER = fault("EITHER", {"any": [{"rule": "increased", "field": "a"}, {"rule": "increased", "field": "b"}]})
+NOT_UP = fault("NOT-UP", {"all": [{"rule": "increased", "field": "c"},
+                                  {"not": {"rule": "increased", "field": "d"}}]})
+QUIET = fault("QUIET", {"all": [{"rule": "unchanged_days", "field": "volume_m3", "when_field": "valve_state",
+                                 "equals": 0, "param": "no_count_days"},
+                                {"rule": "above_max", "field": "balance_m3", "default": 0.0}]})
+COMBINED = model("c", B1, EITHER, NOT_UP, QUIET)
+DAY = 86400.0
+
+
+class TestCombinedTriggers:
+    def test_all_is_no_as_soon_as_one_part_is_no(self):
+        t = compile_trigger(B1.trigger, {})
+        read = lambda **v: t(Reading("d", True, v), None, None, 0)
+        assert read(status_word=1, error_code=0) is True
+        assert read(status_word=1, error_code=3) is False
+        assert read(status_word=0) is False                 # error code unknown, but bit 0 says no
+        assert read(status_word=1) is None                  # cannot tell whether an ERR code is shown
+
+    def test_any_is_yes_as_soon_as_one_part_is_yes(self):
+        t = compile_trigger({"any": [{"field": "x", "equals": 1}, {"field": "y", "equals": 1}]}, {})
+        read = lambda **v: t(Reading("d", True, v), None, None, 0)
+        assert read(x=1) is True and read(x=0, y=0) is False and read(x=0) is None
+
+    def test_not_of_cannot_tell_is_cannot_tell(self):
+        t = compile_trigger({"not": {"field": "x", "bit": 0}}, {})
+        assert t(Reading("d", True, {"x": 0}), None, None, 0) is True
+        assert t(Reading("d", True, {}), None, None, 0) is None
+
+    def test_err_code_keeps_b1_down_and_detail_has_the_parts(self):
+        f = Feed(make(COMBINED))
+        assert f.ok(status_word=1, error_code=3) == []
+        assert f.ok(status_word=1, error_code=0) == [("B1", "raised")]
+        assert f.last[0].detail == {"all": [{"field": "status_word", "value": 1, "bit": 0},
+                                            {"field": "error_code", "value": 0, "equals": 0}]}
+
+    def test_nested_comparing_rules_remember_their_fields(self):
+        f = Feed(make(COMBINED))
+        f.ok(a=0, b=0, c=5, d=7)
+        assert f.ok(a=0, b=1, c=6, d=7) == [("EITHER", "raised"), ("NOT-UP", "raised")]
+        assert f.ok(a=0, b=1, c=7, d=8) == [("EITHER", "cleared"), ("NOT-UP", "cleared")]
+        assert f.last[1].detail["all"][1] == {"not": {"rule": "increased", "d": 8, "previous": 7}}
+
+    def test_a_stateful_part_sees_every_poll(self):
+        # the counter must track the volume even while another part says no
+        f = Feed(make(COMBINED, no_count_days=30), step_s=DAY)
+        f.ok(volume_m3=1.0, valve_state=0, balance_m3=0.0)
+        for _ in range(30):
+            assert f.ok(volume_m3=1.0, valve_state=0, balance_m3=0.0) == []
+        assert f.ok(volume_m3=1.0, valve_state=0, balance_m3=5.0) == [("QUIET", "raised")]
+        assert f.last[0].detail["all"][0]["unchanged_days"] == 31.0
+
+
 class TestRestart:
     def roundtrip(self, interp, m=MODEL, **params):
         snap = json.loads(json.dumps(interp.snapshot()))
@@ -341,6 +395,29 @@ class TestRestart:
         other = model("other", ERR1)
         g = Feed(self.roundtrip(f.interp, other))
         assert g.ok(status_word=1) == [("ERR-1", "cleared"), ("ERR-1", "raised")]
+
+    def test_a_stateful_rule_keeps_its_stretch_as_elapsed_time(self):
+        f = Feed(make(COMBINED, no_count_days=30), step_s=DAY)
+        for _ in range(21):                       # days 0..20 without counting
+            f.ok(volume_m3=1.0, valve_state=0, balance_m3=5.0)
+        snap = json.loads(json.dumps(f.interp.snapshot()))
+        assert snap["rule_state"] == {"QUIET": [{"value": 1.0, "quiet_s": 20 * DAY}]}
+        # a new process whose monotonic clock starts again at 0
+        g = Feed(make(COMBINED, snap, no_count_days=30), step_s=DAY)
+        out = []
+        for _ in range(11):                       # 10 more days: 30 in all, not more
+            out += g.ok(volume_m3=1.0, valve_state=0, balance_m3=5.0)
+        assert out == []
+        assert g.ok(volume_m3=1.0, valve_state=0, balance_m3=5.0) == [("QUIET", "raised")]
+
+    def test_unreadable_rule_state_starts_the_stretch_again(self):
+        snap = {"v": 1, "model": "c", "active": {}, "rule_state": {"QUIET": ["x", {"value": "y"}], "B1": 3}}
+        f = Feed(make(COMBINED, snap, no_count_days=30), step_s=DAY)
+        out = []
+        for _ in range(31):
+            out += f.ok(volume_m3=1.0, valve_state=0, balance_m3=5.0)
+        assert out == []
+        assert f.ok(volume_m3=1.0, valve_state=0, balance_m3=5.0) == [("QUIET", "raised")]
 
     @pytest.mark.parametrize("junk", [{"active": 5}, {"active": {"ERR-1": 3}},
                                       {"counters": {"SLOW": "x"}}, {"prev": [1, 2]}, {"model": []}])

@@ -525,3 +525,55 @@ class TestPackagedDirectory:
         )
         assert out.returncode == 0, out.stderr
         assert "meihua-ic" in out.stdout.split(",")
+
+
+class TestCombinedTriggers:
+    """{ all }, { any }, { not } over the plain forms (docs/models/format.md)."""
+
+    def load(self, tmp_path, trigger: str):
+        text = good().replace(
+            'trigger = { rule = "above_max", field = "volume_m3", param = "max_m3", default = 1.0 }',
+            f"trigger = {trigger}")
+        return load_model(write(tmp_path, "test-meter.toml", text))
+
+    def problems(self, tmp_path, trigger: str) -> list[str]:
+        with pytest.raises(ModelError) as e:
+            self.load(tmp_path, trigger)
+        return e.value.problems
+
+    def test_nested_forms_load(self, tmp_path):
+        t = ('{ all = [{ field = "status_word", bit = 0 }, { not = { any = ['
+             '{ rule = "increased", field = "volume_m3" }, { field = "model_code", equals = 0 }] } }] }')
+        m = self.load(tmp_path, t)
+        from protocols.models import leaves
+        assert [leaf.get("rule", leaf.get("field")) for leaf in leaves(m.fault("FLOW-HIGH").trigger)] == \
+            ["status_word", "increased", "model_code"]
+
+    @pytest.mark.parametrize("trigger,expected", [
+        ('{ all = [{ field = "status", bit = 0 }, { field = "status_word", bit = 16 }] }',
+         ['fault[1].trigger.all[0].field: "status" is not a register of this model',
+          "fault[1].trigger.all[1].bit: 16 is not a bit number 0..15"]),
+        ('{ all = [{ field = "status_word", bit = 0 }] }',
+         ["fault[1].trigger.all: must be a list of at least two triggers"]),
+        ('{ any = "x" }', ["fault[1].trigger.any: must be a list of at least two triggers"]),
+        ('{ not = { rule = "nope" } }', ['fault[1].trigger.not.rule: "nope" is not a rule']),
+        ('{ not = 3 }', ["fault[1].trigger.not: must be a table"]),
+        ('{ all = [{ field = "status_word", bit = 0 }, { field = "status_word", bit = 1 }], field = "x" }',
+         ["fault[1].trigger: all takes no other key"]),
+        ('{ not = { not = { not = { not = { not = { field = "status_word", bit = 0 } } } } } }',
+         ["fault[1].trigger.not.not.not.not.not: nested deeper than 4 levels"]),
+        ('{ rule = "unchanged_days", field = "volume_m3", param = "days", when_field = "status_word" }',
+         ["fault[1].trigger: rule unchanged_days takes when_field with exactly one of equals, below"]),
+        ('{ rule = "unchanged_days", field = "volume_m3", param = "days", when_field = "nope", equals = 0 }',
+         ['fault[1].trigger.when_field: "nope" is not a register of this model']),
+        ('{ rule = "unchanged_days", field = "volume_m3" }',
+         ["fault[1].trigger.param: missing (rule unchanged_days needs field, param)"]),
+    ])
+    def test_problems_with_key_paths(self, tmp_path, trigger, expected):
+        got = self.problems(tmp_path, trigger)
+        for want in expected:
+            assert any(p.startswith(f"test-meter.toml: {want}") for p in got), "\n".join(got)
+
+    def test_unchanged_days_needs_no_default(self, tmp_path):
+        t = '{ rule = "unchanged_days", field = "volume_m3", param = "days", when_field = "status_word", equals = 0 }'
+        assert self.load(tmp_path, t).fault("FLOW-HIGH").trigger["param"] == "days"

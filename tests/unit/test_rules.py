@@ -2,25 +2,29 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.faults import rules
 from gateway.poll.decode import Reading
-from protocols.models import load_models
+from protocols.models import leaves, load_models
 
 
 def r(mono: float = 0.0, **values) -> Reading:
     return Reading(device="d", ok=True, values=values, mono=mono, ts="2026-01-01T00:00:00Z")
 
 
-def call(name, trigger, params=None, reading=None, prev=None, last_good=None, now=0.0):
-    return rules.RULES[name]({"rule": name, **trigger}, params or {}, reading or r(), prev,
-                             last_good, now)
+def call(name, trigger, params=None, reading=None, prev=None, last_good=None, now=0.0, state=None):
+    args = ({"rule": name, **trigger}, params or {}, reading or r(), prev, last_good, now)
+    if name in rules.STATEFUL:
+        return rules.RULES[name](*args, {} if state is None else state)
+    return rules.RULES[name](*args)
 
 
 def test_registry_is_the_documented_vocabulary():
     assert set(rules.RULES) == {"above_max", "below_min", "below_min_while_positive", "drift",
-                                "counting_while", "decreased", "stale"}
+                                "counting_while", "decreased", "increased", "unchanged_days", "stale"}
+    assert rules.STATEFUL <= set(rules.RULES) and rules.COMPARING <= set(rules.RULES)
 
 
 class TestLimit:
@@ -157,6 +161,84 @@ class TestDecreased:
         assert call("decreased", self.t, reading=r(volume_m3=5.0)) is None
 
 
+class TestIncreased:
+    t = {"field": "card_error_count"}
+
+    def test_up(self):
+        assert call("increased", self.t, reading=r(card_error_count=4), prev=r(card_error_count=3)) is True
+
+    def test_same_or_down(self):
+        assert call("increased", self.t, reading=r(card_error_count=3), prev=r(card_error_count=3)) is False
+        assert call("increased", self.t, reading=r(card_error_count=0), prev=r(card_error_count=3)) is False
+
+    def test_no_previous(self):
+        assert call("increased", self.t, reading=r(card_error_count=3)) is None
+
+
+DAY = rules.DAY_S
+
+
+class TestUnchangedDays:
+    t = {"field": "volume_m3", "when_field": "valve_state", "equals": 0, "param": "no_count_days"}
+
+    def run(self, polls, params=None, trigger=None, state=None):
+        state = {} if state is None else state
+        return [call("unchanged_days", trigger or self.t, params if params is not None else {"no_count_days": 30},
+                     r(**values), now=day * DAY, state=state) for day, values in polls]
+
+    def test_first_sight_cannot_tell(self):
+        assert self.run([(0, {"volume_m3": 1.0, "valve_state": 0})]) == [None]
+
+    def test_more_than_the_limit(self):
+        v = {"volume_m3": 1.0, "valve_state": 0}
+        assert self.run([(0, v), (30, v), (30.01, v)]) == [None, False, True]
+
+    def test_a_change_starts_again(self):
+        assert self.run([(0, {"volume_m3": 1.0, "valve_state": 0}), (20, {"volume_m3": 1.1, "valve_state": 0}),
+                         (45, {"volume_m3": 1.1, "valve_state": 0}),
+                         (51, {"volume_m3": 1.1, "valve_state": 0})]) == [None, False, False, True]
+
+    def test_gate_failing_starts_again(self):
+        # shut for 40 days: those days are not "open and not counting"
+        assert self.run([(0, {"volume_m3": 1.0, "valve_state": 1}), (40, {"volume_m3": 1.0, "valve_state": 1}),
+                         (41, {"volume_m3": 1.0, "valve_state": 0}),
+                         (60, {"volume_m3": 1.0, "valve_state": 0})]) == [None, False, False, False]
+
+    def test_missing_value_or_gate_cannot_tell_and_keeps_the_stretch(self):
+        v = {"volume_m3": 1.0, "valve_state": 0}
+        assert self.run([(0, v), (10, {"valve_state": 0}), (20, {"volume_m3": 1.0}), (31, v)]) == \
+            [None, None, None, True]
+
+    def test_off_without_a_limit_or_with_zero(self):
+        v = {"volume_m3": 1.0, "valve_state": 0}
+        assert self.run([(0, v), (400, v)], params={}) == [None, None]
+        assert self.run([(0, v), (400, v)], params={"no_count_days": 0}) == [None, None]
+
+    def test_a_default_in_the_model(self):
+        v = {"volume_m3": 1.0}
+        assert self.run([(0, v), (8, v)], params={}, trigger={"field": "volume_m3", "param": "p", "default": 7}) \
+            == [None, True]
+
+    def test_snapshot_carries_elapsed_time_not_clock_readings(self):
+        v = {"volume_m3": 1.0, "valve_state": 0}
+        state: dict = {}
+        self.run([(0, v), (20, v)], state=state)
+        saved = rules.state_snapshot(state, 20 * DAY)
+        assert saved == {"value": 1.0, "quiet_s": 20 * DAY}
+        # a new process: monotonic time starts again near zero
+        fresh = rules.state_restore(saved)
+        assert call("unchanged_days", self.t, {"no_count_days": 30}, r(**v), now=5.0, state=fresh) is False
+        assert call("unchanged_days", self.t, {"no_count_days": 30}, r(**v), now=5.0 + 10.01 * DAY,
+                    state=fresh) is True
+        # saved again before any poll: the carried time, unchanged
+        assert rules.state_snapshot(rules.state_restore(saved), None) == saved
+
+    @pytest.mark.parametrize("junk", [{}, {"value": 1.0}, {"value": "x", "quiet_s": 1}, {"value": 1, "quiet_s": -1},
+                                      {"value": 1, "quiet_s": "nan"}, {"value": True, "quiet_s": 1}, None])
+    def test_unreadable_saved_state_is_a_fresh_start(self, junk):
+        assert rules.state_restore(junk) == {}
+
+
 class TestStale:
     t = {"intervals": 3}
 
@@ -228,7 +310,8 @@ def test_docs_name_every_rule_and_every_site_param():
     missing = [f"rule {name}" for name in rules.RULES if f"`{name}`" not in page]
     for model in load_models().values():
         for f in model.faults:
-            param = f.trigger.get("param")
-            if param and f"`{param}`" not in page:
-                missing.append(f"{model.id} {f.code}: param {param}")
+            for leaf in leaves(f.trigger):
+                param = leaf.get("param")
+                if param and f"`{param}`" not in page:
+                    missing.append(f"{model.id} {f.code}: param {param}")
     assert not missing
