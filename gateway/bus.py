@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.framer.rtu import FramerRTU
 
 from protocols.modbus.plan import Read, plan, split
 from protocols.models import Model
@@ -76,6 +77,7 @@ class BusStats:
     ok: int = 0
     timeouts: int = 0
     crc: int = 0
+    mismatch: int = 0
     exceptions: int = 0
     disconnects: int = 0
     connected: bool = False
@@ -88,7 +90,8 @@ class BusStats:
         p95 = samples[min(len(samples) - 1, int(len(samples) * 0.95))] if samples else None
         return {
             "connected": self.connected, "requests": self.requests, "ok": self.ok,
-            "timeouts": self.timeouts, "crc_errors": self.crc, "exceptions": self.exceptions,
+            "timeouts": self.timeouts, "crc_errors": self.crc, "mismatch": self.mismatch,
+            "exceptions": self.exceptions,
             "disconnects": self.disconnects, "last_connect_error": self.last_connect_error,
             "response_ms_mean": round(mean * 1000, 2) if mean is not None else None,
             "response_ms_p95": round(p95 * 1000, 2) if p95 is not None else None,
@@ -306,11 +309,20 @@ class Bus:
     # -- requests ----------------------------------------------------------
 
     async def _request(self, unit: int, read: Read) -> list[int] | str:
-        """One attempt; returns registers or a failure type."""
+        """One attempt; returns registers or a failure type.
+
+        An answer is a value only if it answers this request: its function
+        code, unit id and register count (the byte count on the wire) must
+        be the request's, and on a serial line it must be the only answer.
+        A frame with a valid CRC that fails any of these is a `mismatch`: a
+        slave answering FC03 with an FC04 frame of the same size passes a
+        CRC check and would otherwise be published as good."""
         st = self.stats
         st.requests += 1
+        fc = 3 if read.function == "holding" else 4
         fn = (self.client.read_holding_registers if read.function == "holding"
               else self.client.read_input_registers)
+        rtu = self.cfg.kind != "tcp"
         t0 = time.monotonic()
         try:
             rr = await fn(read.address, count=read.count, device_id=unit)
@@ -323,6 +335,12 @@ class Bus:
                 self._close()
                 return "bus_down"
             if self._rx:
+                # pymodbus drops a valid frame from another unit id, or with
+                # a function it cannot decode, and waits for a timeout: with
+                # such a frame in hand that is a mismatch, else garbled bytes.
+                if rtu and _rtu_frames(bytes(self._rx), unit):
+                    st.mismatch += 1
+                    return "mismatch"
                 st.crc += 1
                 return "crc"
             st.timeouts += 1
@@ -332,13 +350,35 @@ class Bus:
             self._close()
             return "bus_down"
         st.response_s.append(time.monotonic() - t0)
-        if rr.isError():
+        why = None
+        if (rr.function_code & 0x7F) != fc or rr.dev_id != unit:
+            why = f"function {rr.function_code & 0x7F} unit {rr.dev_id}"
+        elif rr.isError():
             st.exceptions += 1
             return f"exception_{getattr(rr, 'exception_code', 0)}"
         regs = list(getattr(rr, "registers", []) or [])
-        if len(regs) != read.count:
-            st.crc += 1
-            return "short_response"
+        if why is None and len(regs) != read.count:
+            why = f"{len(regs)} registers"
+        if why is None and rtu:
+            # pymodbus takes the registers a byte count gives and ignores a
+            # stray byte, so the frame itself must be the honest one; and
+            # the master's 3.5-character silence after it must stay silent,
+            # or two answers came (two slaves on one address, or a stale
+            # answer taken for this one) and neither can be trusted.
+            body = bytes([unit, fc, 2 * read.count]) + b"".join(r.to_bytes(2, "big") for r in regs)
+            honest = body + FramerRTU.compute_CRC(body).to_bytes(2, "big")
+            await asyncio.sleep(max(0.002, 38.5 / max(1, self.cfg.baudrate)))
+            rx = bytes(self._rx)
+            at = rx.find(honest)
+            if at < 0:
+                why = "byte count"
+            elif _rtu_frames(rx[at + len(honest):], unit, others=False):
+                why = "second answer"
+        if why is not None:
+            log.debug("bus %s: unit %d %s read at %d x%d: answered with %s", self.cfg.name, unit,
+                      read.function, read.address, read.count, why)
+            st.mismatch += 1
+            return "mismatch"
         st.ok += 1
         return regs
 
@@ -431,3 +471,36 @@ class Bus:
             fut.set_result(await fn(self.client))
         except Exception as exc:  # noqa: BLE001 - handed back to the caller
             fut.set_exception(exc)
+
+
+# Bytes of a read's answer scanned for frames: two of the longest RTU frames.
+_RX_SCAN = 600
+
+
+def _rtu_frames(rx: bytes, unit: int, others: bool = True) -> list[bytes]:
+    """CRC-valid RTU answers in bytes received for one request, found by
+    their own layout (an exception is 5 bytes, FC01-04 5 + byte count,
+    FC05/06/15/16 8). A frame for `unit` with a function of no known layout
+    runs to the end of the bytes; frames for other units count only if
+    `others`. Bounded: only the last _RX_SCAN bytes are looked at."""
+    rx = rx[-_RX_SCAN:]
+    out = []
+    i = 0
+    while i + 4 <= len(rx):
+        f = rx[i + 1]
+        if f & 0x80:
+            n = 5
+        elif f in (1, 2, 3, 4):
+            n = 5 + rx[i + 2]
+        elif f in (5, 6, 15, 16):
+            n = 8
+        else:
+            n = len(rx) - i if rx[i] == unit else 0
+        adu = rx[i:i + n]
+        if n >= 4 and len(adu) == n and (others or rx[i] == unit) \
+                and FramerRTU.check_CRC(adu[:-2], int.from_bytes(adu[-2:], "big")):
+            out.append(adu)
+            i += n
+        else:
+            i += 1
+    return out
