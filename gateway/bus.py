@@ -224,8 +224,19 @@ class Bus:
         # out with bytes in hand, the answer was garbled (CRC), not missing.
         if sending:
             self._rx.clear()
-        else:
-            self._rx.extend(data)
+            return data
+        self._rx.extend(data)
+        if self.cfg.kind != "tcp" and self.client is not None:
+            # pymodbus 3.16 raises out of its transport callback on a frame
+            # with a valid CRC it cannot decode (function byte 0x80): the
+            # traceback lands in the event loop's handler and the bytes stay
+            # stuck until the next request. Hide them from its framer: the
+            # request times out and _request counts the frame as a mismatch.
+            ctx = self.client.ctx
+            try:
+                ctx.framer.handleFrame(data, ctx.request_dev_id, 0)
+            except Exception:  # noqa: BLE001 - whatever it would have raised
+                return b""
         return data
 
     def _new_client(self):
@@ -338,7 +349,7 @@ class Bus:
                 # pymodbus drops a valid frame from another unit id, or with
                 # a function it cannot decode, and waits for a timeout: with
                 # such a frame in hand that is a mismatch, else garbled bytes.
-                if rtu and _rtu_frames(bytes(self._rx), unit):
+                if rtu and _rtu_frames(bytes(self._rx), unit, answered=False):
                     st.mismatch += 1
                     return "mismatch"
                 st.crc += 1
@@ -362,18 +373,20 @@ class Bus:
         if why is None and rtu:
             # pymodbus takes the registers a byte count gives and ignores a
             # stray byte, so the frame itself must be the honest one; and
-            # the master's 3.5-character silence after it must stay silent,
-            # or two answers came (two slaves on one address, or a stale
-            # answer taken for this one) and neither can be trusted.
+            # through the master's 3.5-character silence after it no other
+            # answer from this unit may come, or two answers came (two
+            # slaves on one address, or a stale answer taken for this one)
+            # and neither can be trusted.
             body = bytes([unit, fc, 2 * read.count]) + b"".join(r.to_bytes(2, "big") for r in regs)
             honest = body + FramerRTU.compute_CRC(body).to_bytes(2, "big")
             await asyncio.sleep(max(0.002, 38.5 / max(1, self.cfg.baudrate)))
             rx = bytes(self._rx)
-            at = rx.find(honest)
-            if at < 0:
-                why = "byte count"
-            elif _rtu_frames(rx[at + len(honest):], unit, others=False):
-                why = "second answer"
+            if rx != honest:
+                frames = _rtu_frames(rx, unit, answered=True)
+                if honest not in frames:
+                    why = "byte count"
+                elif len(frames) > 1:
+                    why = "second answer"
         if why is not None:
             log.debug("bus %s: unit %d %s read at %d x%d: answered with %s", self.cfg.name, unit,
                       read.function, read.address, read.count, why)
@@ -477,27 +490,30 @@ class Bus:
 _RX_SCAN = 600
 
 
-def _rtu_frames(rx: bytes, unit: int, others: bool = True) -> list[bytes]:
-    """CRC-valid RTU answers in bytes received for one request, found by
-    their own layout (an exception is 5 bytes, FC01-04 5 + byte count,
-    FC05/06/15/16 8). A frame for `unit` with a function of no known layout
-    runs to the end of the bytes; frames for other units count only if
-    `others`. Bounded: only the last _RX_SCAN bytes are looked at."""
+def _rtu_frames(rx: bytes, unit: int, answered: bool) -> list[bytes]:
+    """CRC-valid RTU frames in the bytes received for one request, found
+    by their own layout (an exception is 5 bytes, FC01-04 5 + byte count,
+    FC05/06/15/16 8). Once pymodbus has `answered`, only this unit's frames
+    count. Without an answer, any unit's count, and a frame of this unit
+    with a function pymodbus cannot decode runs to the end of the bytes (a
+    slave's answer ends the traffic). Bounded: the last _RX_SCAN bytes."""
     rx = rx[-_RX_SCAN:]
     out = []
     i = 0
     while i + 4 <= len(rx):
         f = rx[i + 1]
-        if f & 0x80:
+        if answered and rx[i] != unit:
+            n = 0
+        elif f & 0x80:
             n = 5
         elif f in (1, 2, 3, 4):
             n = 5 + rx[i + 2]
         elif f in (5, 6, 15, 16):
             n = 8
         else:
-            n = len(rx) - i if rx[i] == unit else 0
+            n = len(rx) - i if rx[i] == unit and not answered else 0
         adu = rx[i:i + n]
-        if n >= 4 and len(adu) == n and (others or rx[i] == unit) \
+        if n >= 4 and len(adu) == n \
                 and FramerRTU.check_CRC(adu[:-2], int.from_bytes(adu[-2:], "big")):
             out.append(adu)
             i += n
