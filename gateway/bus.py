@@ -348,8 +348,12 @@ class Bus:
             if self._rx:
                 # pymodbus drops a valid frame from another unit id, or with
                 # a function it cannot decode, and waits for a timeout: with
-                # such a frame in hand that is a mismatch, else garbled bytes.
-                if rtu and _rtu_frames(bytes(self._rx), unit, answered=False):
+                # such a frame in hand that is a mismatch. Anything else is
+                # a garbled line, even a sound answer that junk in front of
+                # it kept pymodbus from finding.
+                shape = (unit, fc, 2 * read.count)
+                if rtu and any(tuple(f[:3]) != shape and tuple(f[:2]) != (unit, 0x80 | fc)
+                               for f in _rtu_frames(bytes(self._rx), unit, answered=False)):
                     st.mismatch += 1
                     return "mismatch"
                 st.crc += 1
