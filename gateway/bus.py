@@ -226,15 +226,16 @@ class Bus:
             self._rx.clear()
             return data
         self._rx.extend(data)
-        if self.cfg.kind != "tcp" and self.client is not None:
-            # pymodbus 3.16 raises out of its transport callback on a frame
-            # with a valid CRC it cannot decode (function byte 0x80): the
-            # traceback lands in the event loop's handler and the bytes stay
-            # stuck until the next request. Hide them from its framer: the
-            # request times out and _request counts the frame as a mismatch.
+        if self.client is not None:
+            # pymodbus 3.16 raises out of its transport callback on a sound
+            # frame it cannot decode (function byte 0x80): the traceback
+            # lands in the event loop's handler and the bytes stay stuck
+            # until the next request (on TCP the connection drops). Hide
+            # them from its framer: the request times out, and _request
+            # counts the frame as a mismatch.
             ctx = self.client.ctx
             try:
-                ctx.framer.handleFrame(data, ctx.request_dev_id, 0)
+                ctx.framer.handleFrame(data, ctx.request_dev_id, ctx.request_transaction_id)
             except Exception:  # noqa: BLE001 - whatever it would have raised
                 return b""
         return data
@@ -346,14 +347,19 @@ class Bus:
                 self._close()
                 return "bus_down"
             if self._rx:
-                # pymodbus drops a valid frame from another unit id, or with
-                # a function it cannot decode, and waits for a timeout: with
-                # such a frame in hand that is a mismatch. Anything else is
-                # a garbled line, even a sound answer that junk in front of
-                # it kept pymodbus from finding.
+                # pymodbus drops a sound frame from another unit id (or
+                # transaction), or with a function it cannot decode, and
+                # waits for a timeout: with such a frame in hand that is a
+                # mismatch. Anything else is a garbled line, even a sound
+                # answer that junk in front of it kept pymodbus from finding.
+                rx = bytes(self._rx)
                 shape = (unit, fc, 2 * read.count)
-                if rtu and any(tuple(f[:3]) != shape and tuple(f[:2]) != (unit, 0x80 | fc)
-                               for f in _rtu_frames(bytes(self._rx), unit, answered=False)):
+                if rtu:
+                    other = any(tuple(f[:3]) != shape and tuple(f[:2]) != (unit, 0x80 | fc)
+                                for f in _rtu_frames(rx, unit, answered=False))
+                else:  # one whole Modbus/TCP frame: its MBAP length is the rest
+                    other = len(rx) >= 8 and rx[2:4] == b"\0\0" and int.from_bytes(rx[4:6], "big") == len(rx) - 6
+                if other:
                     st.mismatch += 1
                     return "mismatch"
                 st.crc += 1
@@ -374,23 +380,28 @@ class Bus:
         regs = list(getattr(rr, "registers", []) or [])
         if why is None and len(regs) != read.count:
             why = f"{len(regs)} registers"
-        if why is None and rtu:
+        if why is None:
             # pymodbus takes the registers a byte count gives and ignores a
-            # stray byte, so the frame itself must be the honest one; and
-            # through the master's 3.5-character silence after it no other
-            # answer from this unit may come, or two answers came (two
-            # slaves on one address, or a stale answer taken for this one)
-            # and neither can be trusted.
+            # stray byte, so the frame itself must be the honest one. On a
+            # serial line, through the master's 3.5-character silence after
+            # it no other answer from this unit may come, or two answers
+            # came (two slaves on one address, or a stale answer taken for
+            # this one) and neither can be trusted. (Modbus/TCP has
+            # transaction ids: pymodbus drops a stale or repeated answer.)
             body = bytes([unit, fc, 2 * read.count]) + b"".join(r.to_bytes(2, "big") for r in regs)
-            honest = body + FramerRTU.compute_CRC(body).to_bytes(2, "big")
-            await asyncio.sleep(max(0.002, 38.5 / max(1, self.cfg.baudrate)))
-            rx = bytes(self._rx)
-            if rx != honest:
-                frames = _rtu_frames(rx, unit, answered=True)
-                if honest not in frames:
+            if not rtu:
+                if len(body).to_bytes(2, "big") + body not in bytes(self._rx):
                     why = "byte count"
-                elif len(frames) > 1:
-                    why = "second answer"
+            else:
+                honest = body + FramerRTU.compute_CRC(body).to_bytes(2, "big")
+                await asyncio.sleep(max(0.002, 38.5 / max(1, self.cfg.baudrate)))
+                rx = bytes(self._rx)
+                if rx != honest:
+                    frames = _rtu_frames(rx, unit, answered=True)
+                    if honest not in frames:
+                        why = "byte count"
+                    elif len(frames) > 1:
+                        why = "second answer"
         if why is not None:
             log.debug("bus %s: unit %d %s read at %d x%d: answered with %s", self.cfg.name, unit,
                       read.function, read.address, read.count, why)
