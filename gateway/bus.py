@@ -226,6 +226,8 @@ class Bus:
             self._rx.clear()
             return data
         self._rx.extend(data)
+        if len(self._rx) > _RX_KEEP:  # a flood: the answer, if any, is in the newest bytes
+            del self._rx[:-_RX_KEEP]
         if self.client is not None:
             # pymodbus 3.16 raises out of its transport callback on a sound
             # frame it cannot decode (function byte 0x80): the traceback
@@ -358,7 +360,8 @@ class Bus:
                     other = any(tuple(f[:3]) != shape and tuple(f[:2]) != (unit, 0x80 | fc)
                                 for f in _rtu_frames(rx, unit, answered=False))
                 else:  # one whole Modbus/TCP frame: its MBAP length is the rest
-                    other = len(rx) >= 8 and rx[2:4] == b"\0\0" and int.from_bytes(rx[4:6], "big") == len(rx) - 6
+                    other = len(rx) >= 8 and rx[2:4] == b"\0\0" \
+                        and int.from_bytes(rx[4:6], "big") == len(rx) - 6
                 if other:
                     st.mismatch += 1
                     return "mismatch"
@@ -501,8 +504,10 @@ class Bus:
             fut.set_exception(exc)
 
 
-# Bytes of a read's answer scanned for frames: two of the longest RTU frames.
+# Bytes of a read's answer scanned for frames: two of the longest RTU
+# frames; and kept, at most, of what came in for one request.
 _RX_SCAN = 600
+_RX_KEEP = 2048
 
 
 def _rtu_frames(rx: bytes, unit: int, answered: bool) -> list[bytes]:
