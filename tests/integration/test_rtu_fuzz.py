@@ -185,7 +185,7 @@ def case(draw):
                         else draw(st.binary(min_size=1, max_size=8)) for p in parts)
     # Cut into writes: each arrives within the answer (0-1 ms apart) or late.
     cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=3, unique=True)))
-    pieces = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)]) if b > a]
+    pieces = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)], strict=True) if b > a]
     chunks, t = [], 0.0
     for p in pieces:
         t = LATE_S if draw(st.integers(0, 9)) == 0 else t + draw(st.sampled_from([0.0, 0.0005, 0.001]))

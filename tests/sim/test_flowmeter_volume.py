@@ -52,7 +52,7 @@ def test_a_slow_flow_never_stands_still_for_long():
     assert seen[-1] - seen[0] == pytest.approx(8.0 * 6 / 3600, abs=0.0005 + 1e-9)
     # 0.001 m3 is 0.45 s at 8 m3/h: the register moves at least every 3 ticks.
     steps = [i for i in range(1, len(seen)) if seen[i] > seen[i - 1]]
-    assert max(b - a for a, b in zip([0] + steps, steps + [30])) <= 3
+    assert max(b - a for a, b in zip([0] + steps, steps + [30], strict=True)) <= 3
 
 
 def test_one_hour_at_40_5_counts_40_5_m3():

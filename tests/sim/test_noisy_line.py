@@ -61,7 +61,7 @@ def answers(tmp_path_factory):
         line.close()
         stop_proc(sim)
     log = (tmp / "sim.log").read_text()
-    return dict(zip(range(len(SCRIPT)), got)), evil, log
+    return dict(enumerate(got)), evil, log
 
 
 def test_each_scripted_fault_in_turn(answers):
@@ -82,7 +82,7 @@ def test_each_scripted_fault_in_turn(answers):
     assert got[9][1] == b""                                                      # silence
     flipped = got[10][1]
     assert len(flipped) == 37 and not crc_ok(flipped) and \
-        sum(bin(a ^ b).count("1") for a, b in zip(flipped, good)) == 1
+        sum(bin(a ^ b).count("1") for a, b in zip(flipped, good, strict=True)) == 1
     assert len(got[11][1]) == 36 and not crc_ok(got[11][1])                      # one byte lost
     assert good in got[12][1] and 38 <= len(got[12][1]) <= 45                   # garbage around it
     assert 1 <= len(got[13][1]) < 37 and good.startswith(got[13][1])             # truncated
