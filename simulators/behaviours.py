@@ -55,10 +55,14 @@ class Flowmeter(Behaviour):
         factor = (press / 101.325) * (293.15 / (273.15 + temp)) if temp > -273 else 1.0
         if "flow_std_m3h" not in self.pinned:
             v["flow_std_m3h"] = counted * factor
+        # Totals are kept unrounded: the register's 0.001 m3 is applied when
+        # they are encoded for the wire. Rounding at every tick swallowed
+        # part of each increment (40.5 m3/h counted 0.020 m3 per 2 s, not
+        # 0.0225) and all of a slow flow's (8 m3/h stood still).
         if "volume_work_m3" not in self.pinned:
-            v["volume_work_m3"] = round(float(v.get("volume_work_m3", 0.0)) + counted * dt / 3600.0, 3)
+            v["volume_work_m3"] = float(v.get("volume_work_m3", 0.0)) + counted * dt / 3600.0
         if "volume_std_m3" not in self.pinned:
-            v["volume_std_m3"] = round(float(v.get("volume_std_m3", 0.0)) + counted * factor * dt / 3600.0, 3)
+            v["volume_std_m3"] = float(v.get("volume_std_m3", 0.0)) + counted * factor * dt / 3600.0
         if "battery_V" not in self.pinned and not v.get("battery_V"):
             v["battery_V"] = 3.6
 
@@ -71,7 +75,8 @@ class Counter(Behaviour):
         flow = float(dev.values.get("flow_m3h", 0.0) or 0.0)
         for name in self.params.get("totals", ()):
             if name not in self.pinned:
-                dev.values[name] = round(float(dev.values.get(name, 0.0)) + flow * dt / 3600.0, 3)
+                # unrounded, as in Flowmeter: the wire quantises
+                dev.values[name] = float(dev.values.get(name, 0.0)) + flow * dt / 3600.0
 
 
 class FlowController(Behaviour):

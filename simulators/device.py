@@ -32,6 +32,7 @@ class LineFaults:
     garble_rate: float = 0.0      # share of answers with a corrupted CRC
     strict_holes: bool = False    # answer exception 02 for unmapped registers
     exception: int | None = None  # answer every read with this exception code
+    noise: object | None = None   # a noise.Noise: what the line does to answers (relay.py)
 
 
 @dataclass

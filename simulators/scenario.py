@@ -17,8 +17,10 @@ from pathlib import Path
 
 from protocols.models import load_models
 
+from . import noise
 from .device import SimulatedDevice
 from .families import make_device
+from .relay import Relay
 from .server import BusServer
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ class SimBus:
     devices: list[SimulatedDevice] = field(default_factory=list)
     server: BusServer | None = None
     socat: subprocess.Popen | None = None
+    noisy: bool = False            # a noisy line (relay.py) between the gateway and the server
+    relay: Relay | None = None
 
     def where(self) -> str:
         if self.kind == "tcp":
@@ -65,6 +69,9 @@ class Event:
     unplug_s: float | None = None
     params: dict = field(default_factory=dict)
     door: dict | None = None       # door controllers: add/burst/clear/replace/clock_offset_s
+    noise: dict | None = None      # noisy line (noise.py): fault probabilities
+    noise_script: list | None = None
+    malicious: object = None       # true, false, or hostile faults
     done: bool = False
 
 
@@ -115,6 +122,13 @@ def load(path: str | Path, workdir: str | Path) -> Scenario:
         dev = make_device(model, d, random.Random(rng.random()))
         devices[dev.name] = dev
         bus.devices.append(dev)
+        for key in noise.KEYS:
+            if key in d:
+                wrong = noise.problems(key, d[key], f"device[{i}]")
+                problems += wrong
+                bus.noisy = True
+                if not wrong:
+                    dev.line.noise = noise.update(dev.line.noise, key, d[key])
     events = []
     for i, e in enumerate(doc.get("event", [])):
         known = set(Event.__dataclass_fields__) - {"done"}
@@ -127,7 +141,19 @@ def load(path: str | Path, workdir: str | Path) -> Scenario:
             problems.append(f"event[{i}].device: {ev.device!r} is not a device of this scenario")
         if ev.bus and ev.bus not in buses:
             problems.append(f"event[{i}].bus: {ev.bus!r} is not a bus of this scenario")
+        for key in noise.KEYS:
+            if key in e:
+                problems += noise.problems(key, e[key], f"event[{i}]")
+                if ev.device in devices:
+                    owner = next(b for b in buses.values() if devices[ev.device] in b.devices)
+                    owner.noisy = True
+                elif not ev.device:
+                    problems.append(f"event[{i}].{key}: needs a device")
         events.append(ev)
+    for b in buses.values():
+        if b.noisy and b.kind != "pty":
+            problems.append(f"bus {b.name!r}: a noisy line (noise, noise_script, malicious) "
+                            f"needs kind = \"pty\", not {b.kind!r}")
     if problems:
         raise ScenarioError("\n".join(problems))
     events.sort(key=lambda e: e.t)
@@ -162,6 +188,10 @@ def apply(ev: Event, sc: Scenario) -> None:
             val = getattr(ev, attr)
             if val is not None:
                 setattr(dev.line, attr, val if attr != "exception" else (val or None))
+        for key in noise.KEYS:
+            val = getattr(ev, key)
+            if val is not None:
+                dev.line.noise = noise.update(dev.line.noise, key, val)
     log.info("scenario t=%.1f: %s", ev.t, {k: v for k, v in ev.__dict__.items() if v not in (None, {}, [], False)})
 
 
@@ -193,6 +223,9 @@ async def _start_bus(b: SimBus) -> None:
     if b.kind == "pty":
         sim_end = b.link + ".sim"
         b.socat = _socat_pair(sim_end, b.link)
+        if b.noisy:
+            b.relay = Relay(sim_end, b.devices)
+            sim_end = b.relay.start()
         b.server = BusServer(b.devices, port=sim_end, baudrate=b.baudrate, parity=b.parity,
                              stopbits=b.stopbits)
     elif b.kind == "serial":
@@ -209,10 +242,17 @@ async def _unplug(b: SimBus, seconds: float) -> None:
         log.warning("unplug only applies to pty buses")
         return
     await b.server.stop()
+    _stop_relay(b)
     _kill(b.socat)
     await asyncio.sleep(seconds)
     await _start_bus(b)
     log.info("bus %s plugged back in at %s", b.name, b.link)
+
+
+def _stop_relay(b: SimBus) -> None:
+    if b.relay is not None:
+        b.relay.stop()
+        b.relay = None
 
 
 def _kill(proc: subprocess.Popen | None) -> None:
@@ -254,6 +294,7 @@ async def run(sc: Scenario, ready=None) -> None:
                 await b.server.stop()
             except Exception:  # noqa: BLE001
                 pass
+            _stop_relay(b)
             _kill(b.socat)
 
 

@@ -246,3 +246,52 @@ class Uplink:
                 s.close()
             except OSError:
                 pass
+
+
+def rtu_frame(body: bytes) -> bytes:
+    """An RTU frame: body plus its CRC, computed by pymodbus' own framer."""
+    from pymodbus.framer.rtu import FramerRTU
+    return body + FramerRTU.compute_CRC(body).to_bytes(2, "big")
+
+
+class RawLine:
+    """The gateway's end of a pseudo-terminal, opened raw: a third-party
+    master that writes request bytes and reads whatever comes back."""
+
+    def __init__(self, path: str) -> None:
+        import termios
+        import tty
+        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        tty.setraw(self.fd, termios.TCSANOW)
+
+    def drain(self) -> bytes:
+        out = b""
+        while True:
+            try:
+                chunk = os.read(self.fd, 4096)
+            except BlockingIOError:
+                return out
+            if not chunk:
+                return out
+            out += chunk
+
+    def ask(self, request: bytes, quiet_s: float = 0.15, timeout: float = 2.0) -> bytes:
+        """Send one request; the reply is every byte until the line has been
+        quiet for quiet_s after the first one (or nothing after timeout)."""
+        import select
+        self.drain()
+        os.write(self.fd, request)
+        got = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            wait = quiet_s if got else deadline - time.monotonic()
+            ready, _, _ = select.select([self.fd], [], [], max(0.0, wait))
+            if not ready:
+                if got:
+                    break
+                continue
+            got += self.drain()
+        return got
+
+    def close(self) -> None:
+        os.close(self.fd)

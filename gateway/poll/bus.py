@@ -28,10 +28,11 @@ from gateway.site import clock
 from gateway.site.config import BusCfg
 from protocols.modbus.plan import Read, split
 
+from .answer import Received, header_mismatch, stray_answer, wire_mismatch
 from .decode import Reading, decode_reads, failed
 from .portlock import PortLock
 from .runtime import UNAVAILABLE_AFTER, BusStats, DeviceRuntime
-from .schedule import Schedule
+from .schedule import Schedule, next_due
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class Bus:
         self.sink = sink
         self.stats = BusStats()
         self.client = None
-        self._rx = bytearray()
+        self._rx = Received()   # the bytes that came back for the current request
         self._wake = asyncio.Event()
         self._diag: asyncio.Queue = asyncio.Queue()
         self._stopping = False
@@ -162,19 +163,10 @@ class Bus:
 
     # -- connection --------------------------------------------------------
 
-    def _trace(self, sending: bool, data: bytes) -> bytes:
-        # Bytes received for the current request: if a request then times
-        # out with bytes in hand, the answer was garbled (CRC), not missing.
-        if sending:
-            self._rx.clear()
-        else:
-            self._rx.extend(data)
-        return data
-
     def _new_client(self):
         c = self.cfg
         common = dict(timeout=c.timeout_s, retries=0, reconnect_delay=0,
-                      reconnect_delay_max=0, trace_packet=self._trace, name=c.name)
+                      reconnect_delay_max=0, trace_packet=self._rx.trace, name=c.name)
         if c.kind == "tcp":
             return AsyncModbusTcpClient(c.port, port=c.tcp_port, framer=FramerType.SOCKET, **common)
         return AsyncModbusSerialClient(
@@ -192,7 +184,7 @@ class Bus:
             if why is not None:
                 self._note_connect_error(f"{self.cfg.port}: {why}")
                 return False
-        self.client = self._new_client()
+        self.client = self._rx.client = self._new_client()
         try:
             ok = await self.client.connect()
         except (OSError, ModbusException) as exc:
@@ -219,7 +211,7 @@ class Bus:
                 self.client.close()
             except Exception:  # noqa: BLE001 - closing a vanished port may raise anything
                 pass
-            self.client = None
+            self.client = self._rx.client = None
         if self.stats.connected:
             self.stats.disconnects += 1
         self.stats.connected = False
@@ -250,11 +242,20 @@ class Bus:
     # -- requests ----------------------------------------------------------
 
     async def _request(self, unit: int, read: Read) -> list[int] | str:
-        """One attempt; returns registers or a failure type."""
+        """One attempt; returns registers or a failure type.
+
+        An answer is a value only if it answers this request: its function
+        code, unit id and register count (the byte count on the wire) must
+        be the request's, and on a serial line it must be the only answer.
+        A frame with a valid CRC that fails any of these is a `mismatch`: a
+        slave answering FC03 with an FC04 frame of the same size passes a
+        CRC check and would otherwise be published as good."""
         st = self.stats
         st.requests += 1
+        fc = 3 if read.function == "holding" else 4
         fn = (self.client.read_holding_registers if read.function == "holding"
               else self.client.read_input_registers)
+        rtu = self.cfg.kind != "tcp"
         t0 = time.monotonic()
         try:
             rr = await fn(read.address, count=read.count, device_id=unit)
@@ -266,7 +267,15 @@ class Bus:
             if self.client is None or not self.client.connected:
                 self._close()
                 return "bus_down"
-            if self._rx:
+            if self._rx.bytes:
+                # pymodbus drops a sound frame from another unit id (or
+                # transaction), or with a function it cannot decode, and
+                # waits for a timeout: with such a frame in hand that is a
+                # mismatch. Anything else is a garbled line, even a sound
+                # answer that junk in front of it kept pymodbus from finding.
+                if stray_answer(self._rx.data(), unit, fc, read.count, rtu):
+                    st.mismatch += 1
+                    return "mismatch"
                 st.crc += 1
                 return "crc"
             st.timeouts += 1
@@ -276,13 +285,24 @@ class Bus:
             self._close()
             return "bus_down"
         st.response_s.append(time.monotonic() - t0)
-        if rr.isError():
+        why = header_mismatch(rr, unit, fc)
+        if why is None and rr.isError():
             st.exceptions += 1
             return f"exception_{getattr(rr, 'exception_code', 0)}"
         regs = list(getattr(rr, "registers", []) or [])
-        if len(regs) != read.count:
-            st.crc += 1
-            return "short_response"
+        if why is None and len(regs) != read.count:
+            why = f"{len(regs)} registers"
+        if why is None:
+            if rtu:
+                # Through the master's 3.5-character silence after the answer,
+                # no second answer from this unit may come (answer.py says why).
+                await asyncio.sleep(max(0.002, 38.5 / max(1, self.cfg.baudrate)))
+            why = wire_mismatch(self._rx.data(), unit, fc, regs, rtu)
+        if why is not None:
+            log.debug("bus %s: unit %d %s read at %d x%d: answered with %s", self.cfg.name, unit,
+                      read.function, read.address, read.count, why)
+            st.mismatch += 1
+            return "mismatch"
         st.ok += 1
         return regs
 
@@ -351,21 +371,11 @@ class Bus:
         if was is not None and was != d.available:
             log.warning("device %s is now %s", d.name,
                         "available" if d.available else "unavailable")
-        self.schedule.set(d, self._next_due(d, now))
+        self.schedule.set(d, next_due(d, now, self.cfg.backoff_max_s))
         try:
             await self.sink(d, reading)
         except Exception:  # noqa: BLE001 - a pipeline bug must not kill the bus
             log.exception("device %s: processing a reading failed", d.name)
-
-    def _next_due(self, d: DeviceRuntime, now: float) -> float:
-        interval = d.cfg.poll_interval_s
-        if d.fails >= UNAVAILABLE_AFTER:
-            backoff = interval * (2 ** min(10, d.fails - UNAVAILABLE_AFTER + 1))
-            return now + min(max(interval, self.cfg.backoff_max_s), backoff)
-        # Fixed rate, not fixed delay; after a stall start afresh rather than
-        # firing a burst of catch-up polls.
-        nxt = d.next_due + interval
-        return nxt if nxt > now else now + interval
 
     async def _run_diag(self) -> None:
         fn, fut = self._diag.get_nowait()

@@ -50,6 +50,7 @@ class BusStats:
     ok: int = 0
     timeouts: int = 0
     crc: int = 0
+    mismatch: int = 0
     exceptions: int = 0
     disconnects: int = 0
     connected: bool = False
@@ -62,7 +63,8 @@ class BusStats:
         p95 = samples[min(len(samples) - 1, int(len(samples) * 0.95))] if samples else None
         return {
             "connected": self.connected, "requests": self.requests, "ok": self.ok,
-            "timeouts": self.timeouts, "crc_errors": self.crc, "exceptions": self.exceptions,
+            "timeouts": self.timeouts, "crc_errors": self.crc, "mismatch": self.mismatch,
+            "exceptions": self.exceptions,
             "disconnects": self.disconnects, "last_connect_error": self.last_connect_error,
             "response_ms_mean": round(mean * 1000, 2) if mean is not None else None,
             "response_ms_p95": round(p95 * 1000, 2) if p95 is not None else None,

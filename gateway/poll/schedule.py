@@ -12,7 +12,7 @@ import heapq
 import itertools
 from collections.abc import Iterable
 
-from .runtime import DeviceRuntime
+from .runtime import UNAVAILABLE_AFTER, DeviceRuntime
 
 
 class Schedule:
@@ -57,3 +57,16 @@ class Schedule:
 
     def __len__(self) -> int:
         return len(self._latest)
+
+
+def next_due(d: DeviceRuntime, now: float, backoff_max_s: float) -> float:
+    """When to poll `d` again after a poll that ended at `now`."""
+    interval = d.cfg.poll_interval_s
+    if d.fails >= UNAVAILABLE_AFTER:
+        # an unavailable unit backs off on its own, up to the bus's maximum
+        backoff = interval * (2 ** min(10, d.fails - UNAVAILABLE_AFTER + 1))
+        return now + min(max(interval, backoff_max_s), backoff)
+    # Fixed rate, not fixed delay; after a stall start afresh rather than
+    # firing a burst of catch-up polls.
+    nxt = d.next_due + interval
+    return nxt if nxt > now else now + interval

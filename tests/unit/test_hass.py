@@ -26,14 +26,9 @@ from hypothesis import strategies as st
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.deliver import hass
+from gateway.deliver import hass, payloads
 from protocols.models import load_models
 from tests.support import Broker, wait_until
-
-try:  # the gateway is being split into subpackages; the payload builder may move
-    from gateway.deliver import payloads
-except ImportError:
-    from gateway import payloads
 
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden_hass"

@@ -1,0 +1,124 @@
+"""Is this the answer to the request? A frame with a valid CRC is not enough:
+a slave answering FC03 with an FC04 frame of the same size, another unit's
+frame, a lying byte count or a second answer all pass a CRC check and would
+otherwise be published as good values. These checks read the bytes that came
+back for one request (the bus task records them) and what pymodbus made of them.
+
+What pymodbus 3.16 does with hostile answers (tested with the real client):
+a wrong function code is accepted as the answer; a wrong unit id is dropped,
+so the read times out with the frame in hand; it takes the registers a byte
+count gives and ignores a stray byte; a second answer is dropped, or taken
+for the next request if it arrives while that one is pending.
+"""
+from __future__ import annotations
+
+from pymodbus.framer.rtu import FramerRTU
+
+
+class Received:
+    """The bytes received for the current request (pymodbus' trace_packet
+    hook): if a request then times out with bytes in hand, the answer was
+    garbled (crc) or another frame (mismatch), not missing."""
+
+    def __init__(self) -> None:
+        self.bytes = bytearray()
+        self.client = None
+
+    def data(self) -> bytes:
+        return bytes(self.bytes)
+
+    def trace(self, sending: bool, data: bytes) -> bytes:
+        if sending:
+            self.bytes.clear()
+            return data
+        self.bytes.extend(data)
+        if len(self.bytes) > RX_KEEP:  # a flood: the answer, if any, is in the newest bytes
+            del self.bytes[:-RX_KEEP]
+        if self.client is not None:
+            # pymodbus 3.16 raises out of its transport callback on a sound
+            # frame it cannot decode (function byte 0x80): the traceback
+            # lands in the event loop's handler and the bytes stay stuck
+            # until the next request (on TCP the connection drops). Hide
+            # them from its framer: the request times out, and the bus
+            # counts the frame as a mismatch.
+            ctx = self.client.ctx
+            try:
+                ctx.framer.handleFrame(data, ctx.request_dev_id, ctx.request_transaction_id)
+            except Exception:  # noqa: BLE001 - whatever it would have raised
+                return b""
+        return data
+
+
+def header_mismatch(rr, unit: int, fc: int) -> str | None:
+    """Why a decoded answer is not from this unit and function, or None."""
+    if (rr.function_code & 0x7F) != fc or rr.dev_id != unit:
+        return f"function {rr.function_code & 0x7F} unit {rr.dev_id}"
+    return None
+
+
+def wire_mismatch(rx: bytes, unit: int, fc: int, regs: list[int], rtu: bool) -> str | None:
+    """The frame on the wire must be the honest one for `regs` (pymodbus
+    ignores a stray byte), and on a serial line the only answer this unit
+    gave (two slaves on one address, or a stale answer taken for this one:
+    neither can be trusted). Modbus/TCP has transaction ids: pymodbus drops
+    a stale or repeated answer there."""
+    body = bytes([unit, fc, 2 * len(regs)]) + b"".join(r.to_bytes(2, "big") for r in regs)
+    if not rtu:
+        return None if len(body).to_bytes(2, "big") + body in rx else "byte count"
+    honest = body + FramerRTU.compute_CRC(body).to_bytes(2, "big")
+    if rx == honest:
+        return None
+    frames = rtu_frames(rx, unit, answered=True)
+    if honest not in frames:
+        return "byte count"
+    if len(frames) > 1:
+        return "second answer"
+    return None
+
+
+def stray_answer(rx: bytes, unit: int, fc: int, count: int, rtu: bool) -> bool:
+    """After a timeout with bytes in hand: were they a sound frame that does
+    not answer the request (a mismatch), rather than a garbled line (crc)?"""
+    if not rtu:   # one whole Modbus/TCP frame: its MBAP length is the rest
+        return len(rx) >= 8 and rx[2:4] == b"\0\0" and int.from_bytes(rx[4:6], "big") == len(rx) - 6
+    shape = (unit, fc, 2 * count)
+    return any(tuple(f[:3]) != shape and tuple(f[:2]) != (unit, 0x80 | fc)
+               for f in rtu_frames(rx, unit, answered=False))
+
+
+# Bytes of a read's answer scanned for frames: two of the longest RTU
+# frames; and kept, at most, of what came in for one request.
+RX_SCAN = 600
+RX_KEEP = 2048
+
+
+def rtu_frames(rx: bytes, unit: int, answered: bool) -> list[bytes]:
+    """CRC-valid RTU frames in the bytes received for one request, found
+    by their own layout (an exception is 5 bytes, FC01-04 5 + byte count,
+    FC05/06/15/16 8). Once pymodbus has `answered`, only this unit's frames
+    count. Without an answer, any unit's count, and a frame of this unit
+    with a function pymodbus cannot decode runs to the end of the bytes (a
+    slave's answer ends the traffic). Bounded: the last RX_SCAN bytes."""
+    rx = rx[-RX_SCAN:]
+    out = []
+    i = 0
+    while i + 4 <= len(rx):
+        f = rx[i + 1]
+        if answered and rx[i] != unit:
+            n = 0
+        elif f & 0x80:
+            n = 5
+        elif f in (1, 2, 3, 4):
+            n = 5 + rx[i + 2]
+        elif f in (5, 6, 15, 16):
+            n = 8
+        else:
+            n = len(rx) - i if rx[i] == unit and not answered else 0
+        adu = rx[i:i + n]
+        if n >= 4 and len(adu) == n \
+                and FramerRTU.check_CRC(adu[:-2], int.from_bytes(adu[-2:], "big")):
+            out.append(adu)
+            i += n
+        else:
+            i += 1
+    return out
