@@ -71,13 +71,15 @@ class AuthBroker:
 class Client:
     """A logged-in paho client that records what it receives."""
 
-    def __init__(self, port: int, user: str, password: str, name: str) -> None:
+    def __init__(self, port: int, user: str, password: str, name: str, ca_file: Path | None = None) -> None:
         self.got: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
         self.connected = threading.Event()
         self.refused: list[str] = []
         self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"acl-{name}-{os.getpid()}")
         self.c.username_pw_set(user, password)
+        if ca_file is not None:
+            self.c.tls_set(ca_certs=str(ca_file))
         self.c.on_connect = self._on_connect
         self.c.on_message = self._on_message
         self.c.connect("127.0.0.1", port)
