@@ -164,3 +164,60 @@ def test_the_real_gateway_works_under_the_acl(tmp_path, broker, clients):
     finally:
         stop_proc(gw)
         stop_proc(sim)
+
+
+def test_the_shipped_broker_config_serves_a_gateway_over_tls(tmp_path):
+    """deploy/mosquitto-edgegw.conf as shipped, its paths pointed at test
+    files: TLS with a password per gateway and the shipped ACL."""
+    import subprocess
+
+    from tests.deploy.brokers import AS_ME, make_pki, password_file
+    from tests.support import _can_connect, free_port, mosquitto_exe
+
+    pki = make_pki(tmp_path / "pki")
+    password_file(tmp_path / "passwd", USERS)
+    (tmp_path / "edgegw.acl").write_text(ACL)
+    port = free_port()
+    conf = (ROOT / "deploy" / "mosquitto-edgegw.conf").read_text()
+    for old, new in (("listener 8883\n", f"listener {port} 127.0.0.1\n"),
+                     ("/etc/mosquitto/ca/ca.crt", str(pki / "ca.crt")),
+                     ("/etc/mosquitto/certs/broker.crt", str(pki / "server.crt")),
+                     ("/etc/mosquitto/certs/broker.key", str(pki / "server.key")),
+                     ("/etc/mosquitto/edgegw.passwd", str(tmp_path / "passwd")),
+                     ("/etc/mosquitto/edgegw.acl", str(tmp_path / "edgegw.acl")),
+                     ("/var/lib/mosquitto/", f"{tmp_path}/")):
+        assert old in conf, old
+        conf = conf.replace(old, new)
+    (tmp_path / "mosquitto.conf").write_text(conf + AS_ME)
+    broker = subprocess.Popen([mosquitto_exe(), "-c", str(tmp_path / "mosquitto.conf")],
+                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "mosquitto.log", "w"))
+    sim = gw = central = None
+    try:
+        wait_until(lambda: _can_connect(port), 10, "broker listening")
+        central = Client(port, "central", USERS["central"], "central-tls", ca_file=pki / "ca.crt")
+        central.wait_connected()
+        central.subscribe("edgegw/#")
+        # No TLS, or no password: no entry.
+        plain = Client(port, "central", USERS["central"], "plain")
+        wrong = Client(port, "central", "not-the-password", "wrong", ca_file=pki / "ca.crt")
+        time.sleep(1)
+        assert not plain.connected.is_set() and not wrong.connected.is_set()
+        plain.close()
+        wrong.close()
+
+        cred = tmp_path / "mqtt.credentials"
+        cred.write_text(f"t1\n{USERS['t1']}\n")
+        cred.chmod(0o640)
+        sim, where = start_sim(tmp_path, SCENARIO)
+        cfg = gateway_config(tmp_path, port, where["buses"],
+                             [{"name": "fm-01", "bus": "rs485-1", "unit": 1, "model": "turbine-evc"}])
+        cfg.write_text(cfg.read_text().replace("keepalive = 5", f'keepalive = 5\ncredentials_file = "{cred}"')
+                       + f'\n[mqtt.tls]\nca_file = "{pki / "ca.crt"}"\n')
+        gw = start_gateway(cfg)
+        wait_until(lambda: central.seen("edgegw/t1/fm-01/telemetry"), 30, "telemetry over TLS")
+    finally:
+        if central is not None:
+            central.close()
+        stop_proc(gw)
+        stop_proc(sim)
+        stop_proc(broker)
