@@ -44,7 +44,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 
-__all__ = ["Notifier", "Watchdog", "watchdog_interval", "feed_watchdog", "MAX_STATUS_CHARS"]
+__all__ = ["MAX_STATUS_CHARS", "Notifier", "Watchdog", "feed_watchdog", "watchdog_interval"]
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.support import free_port, mosquitto_exe, stop_proc, wait_until, _can_connect
+from tests.support import _can_connect, free_port, mosquitto_exe, stop_proc, wait_until
 
 # Run as root, Mosquitto drops to its own user and could not read the test's
 # private temporary folder.
@@ -95,7 +95,7 @@ class Client:
         with self.lock:
             self.got.append((msg.topic, msg.payload, bool(msg.retain)))
 
-    def wait_connected(self) -> "Client":
+    def wait_connected(self) -> Client:
         assert self.connected.wait(10), f"not connected: {self.refused}"
         return self
 

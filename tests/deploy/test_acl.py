@@ -15,7 +15,13 @@ import pytest
 
 from tests.deploy.brokers import AuthBroker, Client
 from tests.deploy.unitfile import ROOT
-from tests.support import gateway_config, start_gateway, start_sim, stop_proc, wait_until
+from tests.support import (
+    gateway_config,
+    start_gateway,
+    start_sim,
+    stop_proc,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -133,7 +133,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 @pytest.mark.skipif(not IS_ROOT or shutil.which("setpriv") is None or not os.access(SYSTEM_PYTHON, os.X_OK),
                     reason="needs root, setpriv and /usr/bin/python3")
 def test_only_root_installs(sandbox):
-    _run, dest, calls = sandbox
+    _run, dest, _calls = sandbox
     ok = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; sys.exit(sys.version_info < (3, 11))"])
     if ok.returncode != 0:
         pytest.skip("/usr/bin/python3 is older than 3.11")
@@ -183,7 +183,7 @@ def index_recorder():
     asked: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the http.server API
+        def do_GET(self):
             asked.append(self.path)
             self.send_error(404)
 

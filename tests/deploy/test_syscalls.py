@@ -111,7 +111,8 @@ def test_the_daemon_needs_no_call_outside_the_filter(tmp_path):
         assert status.returncode == 0 and "running" in status.stdout, status.stdout + status.stderr
         for n, (name, body) in enumerate((("repoll", {"device": "fm-01"}), ("diag", {}))):
             central.publish(f"edgegw/t1/cmd/{name}", json.dumps({"id": f"c-{n}", **body}).encode())
-            wait_until(lambda: central.seen(f"edgegw/t1/cmd/{name}/reply"), 60, f"{name} reply")
+            reply = f"edgegw/t1/cmd/{name}/reply"
+            wait_until(lambda topic=reply: central.seen(topic), 60, f"{name} reply")
         daemon = wait_until(lambda: children(gw.pid), 5, "the traced daemon's pid")[0]
         os.kill(daemon, signal.SIGTERM)
         assert gw.wait(60) == 0, (tmp_path / "gw.log").read_text()[-2000:]

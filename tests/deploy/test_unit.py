@@ -75,7 +75,7 @@ def test_verify_would_catch_a_key_in_the_wrong_section(tmp_path):
     # The defect the unit once had: a start limit in [Service] is ignored
     # with a warning (and verify still exits 0, hence the check on output).
     text = UNIT.read_text().replace("[Service]\n", "[Service]\nStartLimitIntervalSec=0\n", 1)
-    rc, out = verify(tmp_path, text)
+    _rc, out = verify(tmp_path, text)
     assert "Unknown key 'StartLimitIntervalSec' in section [Service]" in out, out
 
 

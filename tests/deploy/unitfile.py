@@ -44,7 +44,7 @@ def values(text: str, section: str, key: str) -> list[str]:
     return [v for s, k, v in assignments(text) if s == section and k == key]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def expand_group(name: str) -> frozenset[str]:
     exe = systemd_analyze()
     assert exe, "systemd-analyze is needed to expand system-call groups"

@@ -13,7 +13,13 @@ import uuid
 
 import pytest
 
-from gateway.site.sdnotify import MAX_STATUS_CHARS, Notifier, Watchdog, feed_watchdog, watchdog_interval
+from gateway.site.sdnotify import (
+    MAX_STATUS_CHARS,
+    Notifier,
+    Watchdog,
+    feed_watchdog,
+    watchdog_interval,
+)
 
 
 @pytest.fixture
