@@ -213,7 +213,7 @@ def test_the_shipped_broker_config_serves_a_gateway_over_tls(tmp_path):
 
         cred = tmp_path / "mqtt.credentials"
         cred.write_text(f"t1\n{USERS['t1']}\n")
-        cred.chmod(0o640)
+        cred.chmod(0o600)
         sim, where = start_sim(tmp_path, SCENARIO)
         cfg = gateway_config(tmp_path, port, where["buses"],
                              [{"name": "fm-01", "bus": "rs485-1", "unit": 1, "model": "turbine-evc"}])
