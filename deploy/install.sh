@@ -138,8 +138,8 @@ if [ "$gateway_id" = "$PLACEHOLDER_ID" ]; then
 edgegw is installed, but the service is NOT enabled: $CONF
 is still the example ([gateway] id = "$PLACEHOLDER_ID"). Edit it first:
   [gateway] id        this site's unique name (it is also its broker user name)
-  [mqtt]              host, and the CA in [mqtt.tls]; the login in
-                      /etc/edgegw/mqtt.credentials (user name, then password)
+  [mqtt]              host, ca_file in [mqtt.tls], and credentials_file: the
+                      broker login (the comments in the file say how)
   [[bus]] port        /dev/serial/by-id/... paths: ls -l /dev/serial/by-id/
   [[device]]          one per meter: bus, unit id, model, poll interval
 then:
