@@ -32,17 +32,19 @@ from gateway.deliver.commit import GroupCommit
 from gateway.deliver.discovery import KV_KEY, Announcer, announcer
 from gateway.deliver.mqtt import MqttLink
 from gateway.deliver.outbox import Message, Outbox, Priority
-from gateway.deliver.publisher import Publisher
+from gateway.deliver.publisher import IDLE_TURN_S, Publisher
 from gateway.deliver.report import Reporter
+from gateway.deliver.status import StatusTopic
 from gateway.doors.poller import STATE_NUMBERS
 from gateway.doors.site import DoorSite
 from gateway.faults.interpret import Interpreter
-from gateway.poll.bus import Bus
+from gateway.poll.bus import BEAT_MARGIN_S, Bus
 from gateway.poll.portlock import lock_path
 from gateway.poll.runtime import DeviceRuntime, make_runtime
 from gateway.site import clock
 from gateway.site.config import Config
 from gateway.site.looplag import LoopLag
+from gateway.site.sdnotify import Supervision
 from gateway.site.state import StateStore
 from protocols.models import load_models
 
@@ -92,10 +94,7 @@ class Daemon:
         self.publisher: Publisher | None = None
         self.link: MqttLink | None = None
         self.doors: DoorSite | None = None  # once a door controller is configured
-        self._status_mono = 0.0
-        self._status_seq: int | None = None
         self._state_sent: dict[str, tuple] = {}
-        self._status_mid: int | None = None
         self.control: Attachment | None = None
         self.announcer: Announcer | None = None
 
@@ -253,26 +252,15 @@ class Daemon:
                      "unavailable": sum(1 for d in devices if d.available is False),
                      "with_faults": sum(1 for n in self.runtimes if any(self.interps[n].active().values()))})
 
-    def _will(self) -> tuple[str, bytes]:
-        body = payloads.envelope()
-        body.update({"online": False, "seq": None, "gateway": self.cfg.gateway.id,
-                     "reason": "connection lost"})
-        return self.topics.status, payloads.dumps(body)
+    def summary(self) -> str:
+        """One line for `systemctl status`."""
+        st = self.outbox.stats()
+        online = sum(1 for d in self.runtimes.values() if d.available)
+        return (f"{online}/{len(self.runtimes)} devices online, backlog {st.get('backlog_msgs', 0)}, "
+                f"broker {'connected' if self.link and self.link.connected else 'not connected'}")
 
     def publish_status(self) -> None:
-        if self.link is None or not self.link.connected:
-            return
-        body = self.status_body()
-        # Status goes out directly, ahead of any backlog: it describes now,
-        # and is retained and republished, so the outbox need not keep it.
-        # A status whose PUBACK never came is replaced by the next one under
-        # the same seq, so a lost status never leaves a gap in seq.
-        if self._status_seq is None:
-            self._status_seq = self.outbox.reserve_seq()
-        body["seq"] = self._status_seq
-        self._status_mid = self.link.publish(self.topics.status, payloads.dumps(body), qos=1,
-                                             retain=True)
-        self._status_mono = time.monotonic()
+        self.status.publish(self.link, self.status_body())
 
     def _announcer(self) -> Announcer | None:
         """Home Assistant discovery: what to announce, and what was (docs/integrations.md)."""
@@ -283,14 +271,12 @@ class Daemon:
     def _acked(self, mid: int) -> None:
         if self.announcer is not None and self.announcer.on_ack(mid):
             return
-        if mid == self._status_mid:
-            self._status_mid = None
-            self._status_seq = None
+        if self.status.acked(mid):
             return
         self.publisher.acked(mid)
 
     def _down(self) -> None:
-        self._status_mid = None
+        self.status.down()
         self.publisher.down()
         if self.announcer is not None:
             self.announcer.on_down()
@@ -314,8 +300,9 @@ class Daemon:
                 # While a backlog drains, say how it goes more often.
                 draining = (self.outbox.stats().get("oldest_age_s") or 0) >= BACKLOG_AGE_S
                 every = STATUS_BACKLOG_INTERVAL_S if draining else STATUS_INTERVAL_S
-                if time.monotonic() - self._status_mono >= every:
+                if time.monotonic() - self.status.sent_mono >= every:
                     self.publish_status()
+                self.service.status(self.summary())
                 if time.monotonic() - last_state >= STATE_FLUSH_INTERVAL_S:
                     self._save_snapshots()
                     self._flush_state()
@@ -337,11 +324,18 @@ class Daemon:
         def on_message(topic: str, payload: bytes) -> None:
             for x in listeners:
                 x.on_message(topic, payload)
-        self.link = MqttLink(self.cfg.mqtt, will=self._will, on_up=self._on_up,
+        self.status = StatusTopic(self.topics.status, self.cfg.gateway.id, self.outbox.reserve_seq)
+        self.link = MqttLink(self.cfg.mqtt, will=self.status.will, on_up=self._on_up,
                              on_down=self._down, on_ack=self._acked,
                              on_message=on_message if listeners else None,
                              subscriptions=tuple(t for x in listeners for t in x.subscriptions))
         self.publisher.link = self.link
+        # systemd: a stuck bus task or a dead publisher stops the watchdog pings
+        self.service = Supervision({**{f"bus:{b.cfg.name}": b.cfg.timeout_s + BEAT_MARGIN_S for b in self.buses},
+                                    "publisher": 3 * IDLE_TURN_S})
+        for b in self.buses:
+            b.watchdog = self.service.watchdog
+        self.publisher.beat = lambda: self.service.watchdog.beat("publisher")
         log.info("edgegw %s starting: gateway %s, %d buses, %d devices, state in %s",
                  __version__, self.cfg.gateway.id, len(self.buses), len(self.runtimes),
                  self.cfg.gateway.state_dir)
@@ -354,6 +348,9 @@ class Daemon:
         tasks += [asyncio.create_task(b.run(), name=f"bus:{b.cfg.name}") for b in self.buses]
         if self.doors is not None:
             tasks.append(asyncio.create_task(self.doors.run(), name="doors"))  # daily expiry reminder
+        tasks += [asyncio.create_task(c, name="watchdog") for c in self.service.tasks()]
+        await asyncio.sleep(0)   # every task has started
+        self.service.ready(self.summary())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
@@ -367,6 +364,7 @@ class Daemon:
 
     async def shutdown(self, tasks) -> None:
         log.info("stopping: finishing in-flight messages")
+        self.service.stopping()
         if self.control is not None:
             await self.control.stop()
         for b in self.buses:
@@ -378,10 +376,7 @@ class Daemon:
         await self.publisher.drain(SHUTDOWN_DRAIN_S)
         last = None
         if self.link.connected:
-            body = self.status_body(online=False)
-            body["seq"] = self._status_seq if self._status_seq is not None else self.outbox.reserve_seq()
-            body["reason"] = "stopped"
-            last = (self.topics.status, payloads.dumps(body))
+            last = self.status.last(self.status_body(online=False))
         await self.link.stop(last)
         self.publisher.stop()
         for t in tasks:

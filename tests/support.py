@@ -174,10 +174,10 @@ def gateway_config(workdir: Path, broker_port: int, buses: dict[str, str], devic
     return path
 
 
-def start_gateway(config: Path, log_name: str = "gateway.log") -> subprocess.Popen:
+def start_gateway(config: Path, log_name: str = "gateway.log", env: dict | None = None) -> subprocess.Popen:
     log = open(config.parent / log_name, "a")
     return subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config)],
-                            cwd=ROOT, stdout=log, stderr=log)
+                            cwd=ROOT, stdout=log, stderr=log, env={**os.environ, **(env or {})})
 
 
 class Uplink:

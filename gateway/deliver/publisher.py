@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from .mqtt import MqttLink
 from .outbox import Outbox
 
 PUMP_GATHER_S = 0.01
+# The publisher turns at least this often with nothing to do, to show the
+# watchdog (site/sdnotify.py) it is alive: an idle publisher is not a dead one.
+IDLE_TURN_S = 10.0
 
 
 class Publisher:
@@ -23,6 +27,7 @@ class Publisher:
         self.acked_count = 0
         self._wake = asyncio.Event()
         self._stopping = False
+        self.beat: Callable[[], object] = lambda: None   # progress, for the watchdog
 
     def wake(self) -> None:
         self._wake.set()
@@ -45,7 +50,11 @@ class Publisher:
 
     async def run(self) -> None:
         while not self._stopping:
-            await self._wake.wait()
+            self.beat()
+            try:
+                await asyncio.wait_for(self._wake.wait(), IDLE_TURN_S)
+            except TimeoutError:
+                continue
             # Let acks and commits of the next few ms gather: each batch is one
             # synced commit in the outbox (seq assignment).
             await asyncio.sleep(PUMP_GATHER_S)

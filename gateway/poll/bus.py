@@ -36,6 +36,9 @@ from .schedule import Schedule, next_due
 
 log = logging.getLogger(__name__)
 
+BEAT_MARGIN_S = 5.0     # over a request's own timeout or a planned sleep
+IDLE_BEAT_S = 3600.0    # a bus with nothing scheduled still says it is alive this often
+
 Sink = Callable[[DeviceRuntime, Reading], Awaitable[None]]
 
 
@@ -43,6 +46,10 @@ class Bus:
     # The flock file that keeps the daemon and `edgegw scan/read` off each
     # other's serial port (poll/portlock.py); set by whoever runs the bus.
     lock_path: str | None = None
+    # Progress for systemd's watchdog (site/sdnotify.py): the bus says before
+    # every request and every sleep how long until it will say so again; a
+    # task stuck in a read misses its deadline and the pings stop.
+    watchdog = None
     _port_lock = None
 
     def __init__(self, cfg: BusCfg, devices: list[DeviceRuntime], sink: Sink) -> None:
@@ -119,6 +126,7 @@ class Bus:
         if self.client is None:
             return "bus_down"
         self.stats.requests += 1
+        self._beat(self.cfg.timeout_s)
         try:
             rr = await self.client.write_registers(address, values, device_id=unit)
         except ModbusIOException:
@@ -185,6 +193,7 @@ class Bus:
                 self._note_connect_error(f"{self.cfg.port}: {why}")
                 return False
         self.client = self._rx.client = self._new_client()
+        self._beat(self.cfg.timeout_s)
         try:
             ok = await self.client.connect()
         except (OSError, ModbusException) as exc:
@@ -232,7 +241,12 @@ class Bus:
         await self._sleep(self._backoff)
         self._backoff = min(self._backoff * 2, self.cfg.backoff_max_s)
 
+    def _beat(self, within: float) -> None:
+        if self.watchdog is not None:
+            self.watchdog.beat(f"bus:{self.cfg.name}", within + BEAT_MARGIN_S)
+
     async def _sleep(self, timeout: float | None) -> None:
+        self._beat(IDLE_BEAT_S if timeout is None else timeout)
         self._wake.clear()
         try:
             await asyncio.wait_for(self._wake.wait(), timeout)
@@ -252,6 +266,7 @@ class Bus:
         CRC check and would otherwise be published as good."""
         st = self.stats
         st.requests += 1
+        self._beat(self.cfg.timeout_s)
         fc = 3 if read.function == "holding" else 4
         fn = (self.client.read_holding_registers if read.function == "holding"
               else self.client.read_input_registers)

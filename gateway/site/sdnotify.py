@@ -224,3 +224,37 @@ async def feed_watchdog(notifier: Notifier, watchdog: Watchdog, interval: float)
             log.error("watchdog: no progress from %s; not pinging systemd, which restarts "
                       "the service if this lasts", ", ".join(late))
         late_before = late
+
+
+class Supervision:
+    """What the daemon tells systemd, in one place: READY once it runs, a
+    STATUS line when the summary changes, WATCHDOG pings while every
+    participant makes progress, STOPPING when it stops. Without
+    $NOTIFY_SOCKET every call is a no-op, so the daemon calls it the same way
+    under systemd, by hand and in tests."""
+
+    def __init__(self, participants: Mapping[str, float], env: Mapping[str, str] | None = None) -> None:
+        self.notifier = Notifier(env)
+        self.watchdog = Watchdog()
+        for name, deadline_s in participants.items():
+            self.watchdog.register(name, deadline_s)
+        self.interval = watchdog_interval(env)
+        self._status: str | None = None
+
+    def tasks(self) -> list:
+        """Coroutines the daemon runs beside its own tasks."""
+        if self.interval is None or not self.notifier.enabled:
+            return []
+        return [feed_watchdog(self.notifier, self.watchdog, self.interval)]
+
+    def ready(self, status: str) -> None:
+        self._status = status
+        self.notifier.ready(status)
+
+    def status(self, text: str) -> None:
+        if text != self._status:
+            self._status = text
+            self.notifier.status(text)
+
+    def stopping(self) -> None:
+        self.notifier.stopping("stopping: finishing in-flight messages")
