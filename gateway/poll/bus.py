@@ -36,8 +36,8 @@ from .schedule import Schedule, next_due
 
 log = logging.getLogger(__name__)
 
-BEAT_MARGIN_S = 5.0     # over a request's own timeout or a planned sleep
-IDLE_BEAT_S = 3600.0    # a bus with nothing scheduled still says it is alive this often
+BEAT_MARGIN_S = 5.0     # watchdog: over a request's own timeout or a planned sleep
+IDLE_BEAT_S = 3600.0    # ... and for a bus with nothing scheduled
 
 Sink = Callable[[DeviceRuntime, Reading], Awaitable[None]]
 
@@ -46,9 +46,8 @@ class Bus:
     # The flock file that keeps the daemon and `edgegw scan/read` off each
     # other's serial port (poll/portlock.py); set by whoever runs the bus.
     lock_path: str | None = None
-    # Progress for systemd's watchdog (site/sdnotify.py): the bus says before
-    # every request and every sleep how long until it will say so again; a
-    # task stuck in a read misses its deadline and the pings stop.
+    # site/sdnotify.py Watchdog: beaten before every request and sleep, so a
+    # task stuck in a read misses its deadline and systemd's pings stop.
     watchdog = None
     _port_lock = None
 
@@ -256,14 +255,8 @@ class Bus:
     # -- requests ----------------------------------------------------------
 
     async def _request(self, unit: int, read: Read) -> list[int] | str:
-        """One attempt; returns registers or a failure type.
-
-        An answer is a value only if it answers this request: its function
-        code, unit id and register count (the byte count on the wire) must
-        be the request's, and on a serial line it must be the only answer.
-        A frame with a valid CRC that fails any of these is a `mismatch`: a
-        slave answering FC03 with an FC04 frame of the same size passes a
-        CRC check and would otherwise be published as good."""
+        """One attempt; returns registers or a failure type. An answer is a
+        value only if it answers this request (poll/answer.py), else `mismatch`."""
         st = self.stats
         st.requests += 1
         self._beat(self.cfg.timeout_s)
