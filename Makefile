@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test sysdeps install firmware-deps bench clean
+.PHONY: demo test sysdeps testdeps install firmware-deps bench clean
 
 # Mosquitto (the local broker for the demo and the tests) and socat
 # (pseudo-terminal pairs standing in for RS-485 adapters) come from Debian;
@@ -17,6 +17,27 @@ sysdeps:
 	  echo "installing$$missing from Debian"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+
+# What only the tests use: systemd-analyze (the unit's verify and security
+# score), strace (the unit's syscall filter against the real daemon),
+# shellcheck (install.sh), faketime (wall-clock jumps), the CA list the
+# example config names.
+testdeps:
+	@missing=""; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v strace >/dev/null || missing="$$missing strace"; \
+	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
+	command -v faketime >/dev/null || missing="$$missing faketime"; \
+	[ -f /etc/ssl/certs/ca-certificates.crt ] || missing="$$missing ca-certificates"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing from Debian"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+# A folder of wheels, for the offline install test (install.sh --wheels).
+.wheels/.built: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip wheel -q -w .wheels .
+	touch $@
 
 # The demo needs only what a site box runs; the tests add pytest, hypothesis,
 # mypy and the MicroPython stubs on top.
@@ -44,11 +65,11 @@ firmware-deps: firmware/node_modules/.installed
 demo: sysdeps $(VENV)/.runtime
 	$(VENV)/bin/edgegw demo
 
-test: sysdeps install firmware-deps
-	$(PY) -m pytest -q -p no:cacheprovider
+test: sysdeps testdeps install firmware-deps .wheels/.built
+	EDGEGW_TEST_WHEELS=$(CURDIR)/.wheels $(PY) -m pytest -q -p no:cacheprovider
 
 bench: install
 	$(PY) bench/outbox.py
 
 clean:
-	rm -rf $(VENV) firmware/node_modules .pytest_cache
+	rm -rf $(VENV) firmware/node_modules .pytest_cache .wheels
