@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.site import clock
 from gateway.site.config import check_config as _check
+from gateway.site.config.checker import one_line
 from protocols.models import load_models
 
 from . import i18n
@@ -60,14 +61,14 @@ def check_config(path, started_epoch: float | None = None) -> dict:
         known = None
     problems = _check(path, known_models=known)
     if problems:
-        return item("config", "fail", "dg.config_bad", path=str(path), n=len(problems), first=problems[0])
+        return item("config", "fail", "dg.config_bad", path=one_line(str(path)), n=len(problems), first=problems[0])
     if started_epoch is not None:
         try:
             if os.stat(path).st_mtime > started_epoch:
-                return item("config", "warn", "dg.config_changed", path=str(path))
+                return item("config", "warn", "dg.config_changed", path=one_line(str(path)))
         except OSError:
             pass
-    return item("config", "pass", "dg.config_ok", path=str(path))
+    return item("config", "pass", "dg.config_ok", path=one_line(str(path)))
 
 
 def _by_id_names(real: str) -> list[str]:
@@ -369,7 +370,7 @@ def cmd_diag(args) -> int:
     cfg, problems = load_cfg(path, models)
     if cfg is None:
         lang = i18n.norm(args.lang) or _raw_language(path) or "en"
-        items = [item("config", "fail", "dg.config_bad", path=str(path), n=len(problems),
+        items = [item("config", "fail", "dg.config_bad", path=one_line(str(path)), n=len(problems),
                       first=problems[0]), check_clock()]
         result = finish("?", False, items)
         _out_diag(result, args, lang, color, print_json, render_diag)
