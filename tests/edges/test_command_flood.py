@@ -126,6 +126,9 @@ def test_a_command_flood_does_not_stall_polling_and_refusals_are_counted(site):
     assert counts["received"] - counts["rate_limited"] <= allowed
     assert counts["rate_limited"] >= FLOOD_N - allowed
     assert len(replies) <= allowed
+    # The retained status carries the same counts (zero at connect, before the flood).
+    status = sub.select("/t1/status")
+    assert status and status[0]["commands"] == {"received": 0, "ok": 0, "refused": 0, "rate_limited": 0}
     # ... and logged at a bounded rate, not once per refusal.
     log = (tmp / "gateway.log").read_text()
     limited_lines = [ln for ln in log.splitlines() if "rate limit" in ln]
