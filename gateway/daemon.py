@@ -235,7 +235,7 @@ class Daemon:
             "started": self.started_ts,
             "uptime_s": round(time.monotonic() - self.started_mono, 1),
             "mqtt": {"connects": self.link.connects if self.link else 0},
-            "commands": self.control.command_counts() if self.control is not None else None,
+            "commands": getattr(self.control, "command_counts", lambda: None)(),   # MQTT commands, field/commands.py
             "backlog": {k: stats.get(k) for k in ("backlog_msgs", "backlog_bytes", "oldest_age_s", "inflight")},
             "dropped": stats.get("dropped"),
             "coalesced": stats.get("coalesced"),
