@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.daemon import Daemon
-from gateway.field.commands import ALLOWED, MAX_ID, MAX_NAME, MAX_PAYLOAD, MAX_REPLY, Commands
+from gateway.field.commands import ALLOWED, MAX_ID, MAX_NAME, MAX_PAYLOAD, MAX_REPLY, Commands, TokenBucket
 from gateway.field.requests import Requests
 from gateway.site.config import load_config
 from protocols.models import load_models
@@ -149,3 +149,13 @@ def test_random_commands_never_escape_and_answer_only_the_allowlist(rig, message
         else:
             assert isinstance(body["error"], str) and len(body["error"]) < 1000
     assert len(link.sent) <= c["ok"] + c["refused"]
+
+
+def test_token_bucket_gives_the_burst_then_the_rate():
+    now = [100.0]
+    b = TokenBucket(5.0, 10, clock=lambda: now[0])
+    assert sum(b.take() for _ in range(50)) == 10          # a burst of 10, then nothing
+    now[0] += 1.0
+    assert sum(b.take() for _ in range(50)) == 5           # 5 a second after that
+    now[0] += 3600.0
+    assert sum(b.take() for _ in range(50)) == 10          # an hour's quiet saves no more than the burst
