@@ -246,6 +246,7 @@ class Daemon:
             self.cfg.gateway, online=online, version=__version__, started=self.started_ts,
             uptime_s=time.monotonic() - self.started_mono, connects=self.link.connects if self.link else 0,
             store=self.outbox.stats() if self.outbox else {}, loop_lag_ms=self.lag.summary(),
+            commands=getattr(self.control, "command_counts", lambda: None)(),   # field/commands.py
             buses={b.cfg.name: b.stats.summary() for b in self.buses},
             devices={"total": len(devices),
                      "online": sum(1 for d in devices if d.available),

@@ -108,7 +108,7 @@ def state(d, bus_name: str, active: dict) -> dict:
 
 
 def gateway_status(gw, *, online: bool, version: str, started: str, uptime_s: float, connects: int,
-                   store: dict, loop_lag_ms: dict, buses: dict, devices: dict) -> dict:
+                   store: dict, loop_lag_ms: dict, buses: dict, devices: dict, commands: dict | None = None) -> dict:
     """The retained `<prefix>/<gw>/status` body (docs/mqtt.md); `store` is Outbox.stats()."""
     body = envelope()
     body.update({
@@ -119,6 +119,7 @@ def gateway_status(gw, *, online: bool, version: str, started: str, uptime_s: fl
         "started": started,
         "uptime_s": round(uptime_s, 1),
         "mqtt": {"connects": connects},
+        "commands": commands,
         "backlog": {k: store.get(k) for k in ("backlog_msgs", "backlog_bytes", "oldest_age_s", "inflight")},
         "dropped": store.get("dropped"),
         "coalesced": store.get("coalesced"),

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.site.config import Checker, ConfigError, load_config
-from gateway.site.config.checker import BAD
+from gateway.site.config.checker import BAD, one_line
+from gateway.site.config.load import read_config_bytes
 from gateway.site.config.types import Config
 from protocols.models import load_models
 
@@ -196,9 +197,12 @@ def _without_secrets(path: str, models: dict):
             got = self.existing_file(kp, v)
             return got if got is BAD else (None, None)
 
+    raw, _why = read_config_bytes(path)
     try:
-        doc = tomllib.loads(Path(path).read_bytes().decode("utf-8-sig"))
-    except (OSError, ValueError):
+        doc = tomllib.loads(raw.decode("utf-8-sig")) if raw is not None else None
+    except (ValueError, RecursionError):
+        return None
+    if doc is None:
         return None
     checker = WithoutSecrets(Path(os.path.abspath(path)), models.keys())
     cfg = checker.document(doc)
@@ -208,8 +212,6 @@ def _without_secrets(path: str, models: dict):
 def load_site(args) -> Site | int:
     """The site config named by --config; the exit code 2 (with the reason
     printed) when it cannot be used."""
-
-
     path = str(getattr(args, "config", None) or DEFAULT_CONFIG)
     lang = i18n.norm(getattr(args, "lang", None))
     color = use_color() and not getattr(args, "json", False)
@@ -217,20 +219,25 @@ def load_site(args) -> Site | int:
     cfg, problems = load_cfg(path, models)
     if cfg is None:
         lang = lang or _raw_language(path) or "en"
-        if len(problems) == 1 and problems[0].startswith(path + ":"):
-            err(i18n.t(lang, "er.no_config", path=path, why=problems[0][len(path) + 1:].strip()))
+        shown = one_line(path)   # as the problems name it: printable whatever the bytes
+        if len(problems) == 1 and problems[0].startswith(shown + ":"):
+            err(i18n.t(lang, "er.no_config", path=shown, why=problems[0][len(shown) + 1:].strip()))
         else:
-            err(i18n.t(lang, "er.config_bad", path=path, n=len(problems)))
+            err(i18n.t(lang, "er.config_bad", path=shown, n=len(problems)))
         return 2
     return Site(path=path, cfg=cfg, models=models, lang=lang or cfg.gateway.language, color=color,
                 state_dir=Path(cfg.gateway.state_dir))
 
 
 def _raw_language(path: str) -> str | None:
+    """[gateway] language of a file that may not pass the check, to word
+    its problems in; None whenever it cannot be had (the check says why)."""
+    raw, _why = read_config_bytes(path)
+    if raw is None:
+        return None
     try:
-        with open(path, "rb") as f:
-            return i18n.norm(tomllib.load(f).get("gateway", {}).get("language"))
-    except (OSError, ValueError, AttributeError):
+        return i18n.norm(tomllib.loads(raw.decode("utf-8-sig")).get("gateway", {}).get("language"))
+    except (ValueError, AttributeError, RecursionError):
         return None
 
 

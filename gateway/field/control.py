@@ -15,6 +15,13 @@ its own task and every write has a deadline, so a client that stops reading
 is dropped rather than holding up the daemon; a line that is not a request
 gets an error reply, never an exception in the daemon.
 
+Idle connections cannot hold the socket shut: a connection is closed
+IDLE_TIMEOUT_S after its last request (blank lines are not requests), and
+when all MAX_CLIENTS slots are taken a newcomer takes the slot of the
+connection idle the longest. A connection with a request in progress (a
+watch or a scan streaming) is never idle; watches are capped (requests.py)
+so that they cannot take every slot.
+
 Permissions: the socket is 0660 and belongs to group `edgegw` when that
 group exists (else the service user's group); the state dir is 0750 with
 the same group, so members of the group can use the CLI without sudo.
@@ -33,6 +40,8 @@ import logging
 import os
 import socket
 import stat
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .client import socket_path
@@ -48,6 +57,13 @@ IDLE_TIMEOUT_S = 60.0
 WRITE_TIMEOUT_S = 5.0
 
 
+@dataclass(eq=False)
+class _Conn:
+    writer: asyncio.StreamWriter
+    last_request: float       # monotonic; the connect counts as the first
+    busy: bool = False        # a request is being answered (or streamed)
+
+
 class ControlServer:
     def __init__(self, daemon, requests: type[Requests] = Requests) -> None:
         self.daemon = daemon
@@ -56,7 +72,7 @@ class ControlServer:
         self.commands = Commands(self.requests, daemon)
         self.subscriptions = self.commands.subscriptions
         self._server: asyncio.base_events.Server | None = None
-        self._clients: set[asyncio.Task] = set()
+        self._clients: dict[asyncio.Task, _Conn] = {}
 
     # -- what the daemon calls ------------------------------------------------
 
@@ -65,6 +81,10 @@ class ControlServer:
 
     def observe(self, d, reading, events) -> None:
         self.requests.observe(d, reading, events)
+
+    def command_counts(self) -> dict:
+        """MQTT commands since start: received, ok, refused, rate_limited."""
+        return dict(self.commands.counts)
 
     async def start(self) -> None:
         """Bind the socket. Failing to serve diagnostics must not stop the
@@ -104,6 +124,7 @@ class ControlServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        self.commands.close()
         tasks = list(self._clients) + list(self.commands.tasks)
         for t in tasks:
             t.cancel()
@@ -120,13 +141,14 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._clients.add(task)
+        conn = _Conn(writer, time.monotonic())
         try:
-            if len(self._clients) > MAX_CLIENTS:
+            if len(self._clients) >= MAX_CLIENTS and not self._evict_idle():
                 await self._write(writer, {"id": None, "ok": False, "code": "busy",
-                                           "error": f"too many clients (at most {MAX_CLIENTS})"})
+                                           "error": f"too many clients (at most {MAX_CLIENTS}), all busy"})
                 return
-            await self._session(reader, writer)
+            self._clients[task] = conn
+            await self._session(reader, writer, conn)
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:
@@ -134,17 +156,38 @@ class ControlServer:
         except Exception:  # noqa: BLE001 - one client's trouble is not the daemon's
             log.exception("control: client session failed")
         finally:
-            self._clients.discard(task)
+            self._clients.pop(task, None)
             writer.close()
             try:
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
             except (OSError, TimeoutError, asyncio.CancelledError):
                 pass
 
-    async def _session(self, reader, writer) -> None:
+    def _evict_idle(self) -> bool:
+        """Make room: close the connection idle the longest. False if every
+        connection is in the middle of a request."""
+        idle = [(c.last_request, t) for t, c in self._clients.items() if not c.busy]
+        if not idle:
+            return False
+        _, task = min(idle, key=lambda x: x[0])
+        conn = self._clients.pop(task)
+        # Said before it is closed; write() only buffers, the close flushes it.
+        conn.writer.write(json.dumps({"id": None, "ok": False, "code": "evicted",
+                                      "error": f"closed to make room for a new client "
+                                               f"(at most {MAX_CLIENTS}; this one was idle)"}).encode() + b"\n")
+        task.cancel()
+        log.info("control: closed the connection idle the longest to make room for a new one")
+        return True
+
+    async def _session(self, reader, writer, conn: _Conn) -> None:
         while True:
+            # A deadline from the last request, not from the last line: blank
+            # lines (or a line sent a byte at a time) do not keep a slot.
+            left = conn.last_request + IDLE_TIMEOUT_S - time.monotonic()
+            if left <= 0:
+                return
             try:
-                line = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT_S)
+                line = await asyncio.wait_for(reader.readline(), left)
             except (ValueError, asyncio.LimitOverrunError):
                 await self._write(writer, {"id": None, "ok": False, "code": "bad_request",
                                            "error": f"request longer than {MAX_LINE} bytes"})
@@ -154,6 +197,7 @@ class ControlServer:
             if not line.strip():
                 continue
             req_id, reply = None, None
+            conn.busy = True
             try:
                 try:
                     req = json.loads(line)
@@ -187,17 +231,16 @@ class ControlServer:
             except Exception as exc:  # noqa: BLE001 - reported to the client, logged for us
                 log.exception("control: request failed")
                 reply = {"id": req_id, "ok": False, "code": "internal", "error": f"{type(exc).__name__}: {exc}"}
-            await self._write(writer, reply)
+            try:
+                await self._write(writer, reply)
+            finally:
+                conn.busy = False
+                conn.last_request = time.monotonic()
 
     async def _write(self, writer: asyncio.StreamWriter, obj: dict) -> None:
         writer.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode() + b"\n")
         # A client that does not read gets dropped, not waited for.
         await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
-
-    # -- helpers ----------------------------------------------------------------
-
-
-    # -- requests ---------------------------------------------------------------
 
 
 def _group_id() -> int:

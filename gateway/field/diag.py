@@ -1,15 +1,11 @@
-"""Field diagnostics: port lock, bus scan, raw reads and the `edgegw diag` self-test.
+"""`edgegw diag`: the self-test, one pass/warn/fail item per check.
 
-The same functions run inside the daemon (through Bus.call, between polls)
-and in the CLI when no daemon runs (on a port the CLI opened itself, under
-the same lock), so the two paths cannot drift apart.
-
-The lock: <state_dir>/<bus>.lock, fcntl.flock'ed by whoever has the serial
-port open (the daemon's bus task, or `edgegw scan`/`edgegw read`). It lives
-in the state dir rather than /run/lock so two gateways on one box (a test
-rig, the demo beside a site config) never block each other by bus name,
-while the daemon and the CLI of one site, which read the same config,
-always meet on the same file.
+Three ways in, one set of checks: the CLI asks the running daemon over the
+control socket (live_diag: full detail, broker login included), or runs the
+checks itself when no daemon answers (offline_diag). Over MQTT (mqtt_diag)
+anyone who can publish on the broker may ask, so the reply carries levels
+and keys only, and the daemon opens no second broker connection with its
+credentials: its own link being up is the broker check.
 """
 from __future__ import annotations
 
@@ -27,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.site import clock
 from gateway.site.config import check_config as _check
+from gateway.site.config.checker import one_line
 from protocols.models import load_models
 
 from . import i18n
@@ -51,9 +48,6 @@ BROKER_TIMEOUT_S = 3.0
 CERT_WARN_DAYS = 30
 
 
-# =========================================================================== scan / read
-
-
 # =========================================================================== checks
 
 def item(check: str, level: str, key: str, label_args: dict | None = None, **args) -> dict:
@@ -61,21 +55,20 @@ def item(check: str, level: str, key: str, label_args: dict | None = None, **arg
 
 
 def check_config(path, started_epoch: float | None = None) -> dict:
-
     try:
         known = load_models()
     except Exception:  # noqa: BLE001 - a broken model file is reported by config check too
         known = None
     problems = _check(path, known_models=known)
     if problems:
-        return item("config", "fail", "dg.config_bad", path=str(path), n=len(problems), first=problems[0])
+        return item("config", "fail", "dg.config_bad", path=one_line(str(path)), n=len(problems), first=problems[0])
     if started_epoch is not None:
         try:
             if os.stat(path).st_mtime > started_epoch:
-                return item("config", "warn", "dg.config_changed", path=str(path))
+                return item("config", "warn", "dg.config_changed", path=one_line(str(path)))
         except OSError:
             pass
-    return item("config", "pass", "dg.config_ok", path=str(path))
+    return item("config", "pass", "dg.config_ok", path=one_line(str(path)))
 
 
 def _by_id_names(real: str) -> list[str]:
@@ -192,12 +185,15 @@ def check_broker(mqtt, timeout: float = BROKER_TIMEOUT_S) -> list[dict]:
         if sock is not None:
             sock.close()
     if mqtt.tls is not None and mqtt.tls.cert_file:
-        try:
-            na = decode_cert_file(mqtt.tls.cert_file).get("notAfter")
-            out.append(_cert_item("client", na))
-        except Exception as exc:  # noqa: BLE001 - ssl's decoder raises various things
-            out.append(_cert_item("client", None, f"cannot decode {mqtt.tls.cert_file}: {exc}"))
+        out.append(check_client_cert(mqtt.tls.cert_file))
     return out
+
+
+def check_client_cert(cert_file) -> dict:
+    try:
+        return _cert_item("client", decode_cert_file(cert_file).get("notAfter"))
+    except Exception as exc:  # noqa: BLE001 - ssl's decoder raises various things
+        return _cert_item("client", None, f"cannot decode {cert_file}: {exc}")
 
 
 def check_clock() -> dict:
@@ -293,9 +289,17 @@ async def live_diag(daemon) -> dict:
     started_epoch = time.time() - (time.monotonic() - daemon.started_mono)
     loop = asyncio.get_running_loop()
     items = await loop.run_in_executor(None, partial(static_checks, cfg, started_epoch))
+    control = getattr(daemon, "control", None)
+    extra = {"commands": control.command_counts()} if hasattr(control, "command_counts") else {}
     items.append(item("daemon", "pass", "dg.daemon_up", pid=os.getpid(),
-                      up_s=round(time.monotonic() - daemon.started_mono)))
-    items.append(loop_item(daemon.lag.summary()))
+                      up_s=round(time.monotonic() - daemon.started_mono), **extra))
+    return finish(cfg.gateway.id, True, items + _daemon_items(daemon))
+
+
+def _daemon_items(daemon) -> list[dict]:
+    """What only the running daemon knows: its event loop, backlog, buses and devices."""
+    cfg = daemon.cfg
+    items = [loop_item(daemon.lag.summary())]
     st = daemon.outbox.stats() if daemon.outbox else {}
     if st.get("health") not in (None, "ok"):
         items.append(item("backlog", "fail", "dg.backlog_store", health=st.get("health"),
@@ -314,7 +318,38 @@ async def live_diag(daemon) -> dict:
     for name, rt in daemon.runtimes.items():
         av = "unknown" if rt.available is None else "online" if rt.available else "unavailable"
         items.append(device_item(name, av, rt.last_error, rt.last_error_ts))
-    return finish(cfg.gateway.id, True, items)
+    return items
+
+
+def mqtt_checks(cfg, started_epoch: float) -> list[dict]:
+    """static_checks without a broker connection of its own: over MQTT the
+    answer itself shows the daemon's link is up. Blocking (run in a thread)."""
+    items = [check_config(cfg.path, started_epoch)]
+    items += [check_port(b) for b in cfg.buses]
+    items.append(item("broker", "pass", "dg.broker_ok"))
+    if cfg.mqtt.tls is not None and cfg.mqtt.tls.cert_file:
+        items.append(check_client_cert(cfg.mqtt.tls.cert_file))
+    items.append(check_clock())
+    items.append(check_disk(cfg.gateway.state_dir))
+    return items
+
+
+async def mqtt_diag(daemon) -> dict:
+    """The diag reply over MQTT, for central monitoring: the verdict and each
+    check's level and key, with the bus or device it is about; none of the
+    paths, pids, user names, endpoints or disk figures the local diag shows."""
+    cfg = daemon.cfg
+    started_epoch = time.time() - (time.monotonic() - daemon.started_mono)
+    loop = asyncio.get_running_loop()
+    items = await loop.run_in_executor(None, partial(mqtt_checks, cfg, started_epoch))
+    items.append(item("daemon", "pass", "dg.daemon_up"))
+    checks = _order(items + _daemon_items(daemon))
+    v = verdict(checks)
+    return {"v": 1, "ts": clock.utc_now_iso(), "gateway": cfg.gateway.id,
+            "checks": [{"check": c["check"], "level": c["level"], "key": c["key"],
+                        **{k: c["label_args"][k] for k in ("bus", "device") if k in c["label_args"]}}
+                       for c in checks],
+            "verdict": {"level": v["level"], "fails": v["fails"], "warns": v["warns"]}}
 
 
 def offline_diag(cfg, models, why: str) -> dict:
@@ -343,14 +378,13 @@ def offline_diag(cfg, models, why: str) -> dict:
 
 
 def cmd_diag(args) -> int:
-
     path = args.config
     models = load_models()
     color = use_color() and not args.json
     cfg, problems = load_cfg(path, models)
     if cfg is None:
         lang = i18n.norm(args.lang) or _raw_language(path) or "en"
-        items = [item("config", "fail", "dg.config_bad", path=str(path), n=len(problems),
+        items = [item("config", "fail", "dg.config_bad", path=one_line(str(path)), n=len(problems),
                       first=problems[0]), check_clock()]
         result = finish("?", False, items)
         _out_diag(result, args, lang, color, print_json, render_diag)
@@ -375,5 +409,3 @@ def _out_diag(result, args, lang, color, print_json, render_diag) -> None:
         print_json(result)
     else:
         sys.stdout.write(render_diag(result, lang, color))
-
-

@@ -19,7 +19,7 @@ from pathlib import Path
 from gateway.deliver import payloads
 from gateway.doors.view import doorlog_view
 
-from .diag import live_diag
+from .diag import live_diag, mqtt_diag
 from .history import HISTORY_MAX_LINES, HISTORY_NAME, History, history_record
 from .scan import ident_plan, probe_unit, read_registers
 from .status import _availability, build_status
@@ -27,6 +27,8 @@ from .status import _availability, build_status
 log = logging.getLogger(__name__)
 
 WATCH_QUEUE = 256
+MAX_WATCHERS = 8          # watch streams at once: the other control slots stay for short requests
+MQTT_DIAG_EVERY_S = 60.0  # diag over MQTT runs at most this often
 
 
 class RequestError(Exception):
@@ -65,6 +67,7 @@ class Requests:
         self._watchers: set[_Watcher] = set()
         self._scanning: set[str] = set()
         self._diag_lock = asyncio.Lock()
+        self._mqtt_diag_at: float | None = None
 
     def observe(self, d, reading, events) -> None:
         """One processed reading: fault events go to the history file, the
@@ -235,6 +238,8 @@ class Requests:
 
     async def h_watch(self, args, send) -> dict:
         devs = self._devices(args)
+        if len(self._watchers) >= MAX_WATCHERS:
+            raise RequestError("busy", f"at most {MAX_WATCHERS} watch streams at a time")
         w = _Watcher(asyncio.Queue(WATCH_QUEUE), frozenset(devs))
         self._watchers.add(w)
         try:
@@ -257,6 +262,21 @@ class Requests:
             raise RequestError("busy", "a diag is already running")
         async with self._diag_lock:
             return await live_diag(self.daemon)
+
+    async def run_mqtt_diag(self) -> dict:
+        """diag over MQTT: anyone who can publish on the broker can ask, so
+        it runs at most once per MQTT_DIAG_EVERY_S, opens no connection of
+        its own and says nothing about paths, pids, user names or endpoints."""
+        now = time.monotonic()
+        if self._mqtt_diag_at is not None and now - self._mqtt_diag_at < MQTT_DIAG_EVERY_S:
+            wait = MQTT_DIAG_EVERY_S - (now - self._mqtt_diag_at)
+            raise RequestError("rate_limited", f"diag over MQTT runs at most once every "
+                               f"{MQTT_DIAG_EVERY_S:.0f} s; the next one in {wait:.0f} s")
+        if self._diag_lock.locked():
+            raise RequestError("busy", "a diag is already running")
+        self._mqtt_diag_at = now
+        async with self._diag_lock:
+            return await mqtt_diag(self.daemon)
 
     HANDLERS = {
         "ping": h_ping, "status": h_status, "faults": h_faults, "history": h_history, "scan": h_scan,

@@ -8,6 +8,7 @@ import sys
 from gateway.daemon import Daemon
 from gateway.site import logsetup
 from gateway.site.config import ConfigError, load_config
+from gateway.site.config.checker import one_line
 from protocols.models import load_models
 
 from .control import ControlServer
@@ -18,7 +19,11 @@ def cmd_run(args) -> int:
     try:
         cfg = load_config(args.config, known_models=models)
     except ConfigError as exc:
-        print(f"edgegw: refusing to start: {args.config} has {len(exc.problems)} problem(s):",
+        # One problem, one line (the journal shows it whole); several, a list.
+        if len(exc.problems) == 1:
+            print(f"edgegw: refusing to start: {exc.problems[0]}", file=sys.stderr)
+            return 2
+        print(f"edgegw: refusing to start: {one_line(str(args.config))} has {len(exc.problems)} problems:",
               file=sys.stderr)
         for p in exc.problems:
             print(f"  {p}", file=sys.stderr)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 import tomllib
 from pathlib import Path
 
@@ -259,7 +260,7 @@ def test_bad_credentials_file(tmp_path, content, problem):
     assert check_config(p) == [f"mqtt.credentials_file: {tmp_path}/mqtt.credentials: {problem}"]
 
 
-@pytest.mark.parametrize("mode, ok", [(0o600, True), (0o640, True), (0o400, True),
+@pytest.mark.parametrize("mode, ok", [(0o600, True), (0o400, True),
                                       (0o644, False), (0o604, False), (0o666, False)])
 def test_world_readable_credentials(tmp_path, mode, ok):
     p = _with_credentials(tmp_path, b"edgegw\ns3cret\n", mode)
@@ -435,3 +436,119 @@ def test_module_checks_a_file_from_the_command_line(tmp_path, capsys):
     assert capsys.readouterr().out == (
         'gateway.log_level: "loud" must be one of debug, info, warning, error\n')
     assert _main([]) == 2
+
+
+# --------------------------------------------------------------------------- hostile files (issue 12, defect 5)
+# Each gives one line naming the key path (or the file), never a traceback,
+# and never hangs.
+
+def _one_line(problems: list[str]) -> list[str]:
+    assert problems, "expected a problem"
+    for p in problems:
+        assert isinstance(p, str) and "\n" not in p and "\r" not in p, p
+        assert "Traceback" not in p
+    return problems
+
+
+def test_registry_csv_in_gbk_is_one_problem_with_its_key(tmp_path):
+    # Saved by Excel on a Chinese office PC. GB18030 decoding may be
+    # accepted by the card file reader; then the file is simply valid.
+    (tmp_path / "cards.csv").write_bytes("card,holder_type,issued,note\n12345,owner,2024-01-01,张三的卡\n"
+                                         .encode("gbk"))
+    p = _write(tmp_path, '[gateway]\nid = "g"\n[doors]\nregistry_csv = "cards.csv"\n')
+    problems = check_config(p)
+    for problem in problems:
+        assert problem.startswith("doors.registry_csv: ") and "UTF-8" in problem, problem
+    if problems:
+        assert len(_one_line(problems)) == 1
+
+
+def test_registry_csv_of_bytes_no_encoding_reads_is_one_problem_with_its_key(tmp_path):
+    (tmp_path / "cards.csv").write_bytes(b"card,holder_type,issued\n1,owner,2024-01-01,\xff\x80\xfe\n")
+    p = _write(tmp_path, '[gateway]\nid = "g"\n[doors]\nregistry_csv = "cards.csv"\n')
+    problems = _one_line(check_config(p))
+    assert len(problems) == 1 and problems[0].startswith(f"doors.registry_csv: {tmp_path}/cards.csv: ")
+
+
+@pytest.mark.parametrize("value", ["[" * 1000 + "]" * 1000, "{a = " * 1000 + "1" + "}" * 1000,
+                                   "[" * 100_000 + "]" * 100_000])
+def test_deep_nesting_is_one_problem(tmp_path, value):
+    p = _write(tmp_path, f'[gateway]\nid = "g"\n[mqtt]\nhost = {value}\n')
+    problems = _one_line(check_config(p))
+    assert problems == [f"{p}: nested more than {cfgmod.load.MAX_DEPTH} levels deep (tables or arrays)"]
+
+
+def test_nesting_below_the_limit_is_checked_as_usual(tmp_path):
+    p = _write(tmp_path, f'[gateway]\nid = "g"\n[mqtt]\nhost = {"[" * 20}{"]" * 20}\n')
+    assert check_config(p) == ["mqtt.host: expected a string, got array"]
+
+
+def test_a_file_name_too_long_for_the_filesystem_is_one_problem_with_its_key(tmp_path):
+    long = "a" * 300
+    p = _write(tmp_path, f'[gateway]\nid = "g"\nstate_dir = "{long}"\n')
+    assert _one_line(check_config(p)) == [
+        f"gateway.state_dir: {tmp_path / long} cannot be used (File name too long)"]
+    p = _write(tmp_path, f'[gateway]\nid = "g"\n[mqtt]\ncredentials_file = "{long}"\n')
+    assert _one_line(check_config(p)) == [
+        f"mqtt.credentials_file: {tmp_path / long} cannot be read (File name too long)"]
+    p = _write(tmp_path, f'[gateway]\nid = "g"\n[doors]\nregistry_csv = "{long}"\n')
+    assert _one_line(check_config(p))[0].startswith("doors.registry_csv: ")
+
+
+def test_a_config_path_too_long_or_with_nul_is_one_problem(tmp_path):
+    long = tmp_path / ("b" * 300)
+    assert check_config(long) == [f"{long}: cannot be read (File name too long)"]
+    assert check_config(f"{tmp_path}/x\0y") == [f"{tmp_path}/x\\x00y: cannot be read (the name contains a NUL byte)"]
+
+
+def test_a_device_instead_of_a_file_is_refused_unread():
+    assert check_config("/dev/zero") == [
+        "/dev/zero: is not a regular file (a character device), expected a TOML file"]
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "edgegw.toml"
+    os.mkfifo(fifo)
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(check_config(fifo)), daemon=True)
+    t.start()
+    t.join(10)
+    if t.is_alive():
+        with open(fifo, "wb"):   # let the stuck reader go before failing
+            pass
+        pytest.fail("config check hangs on a FIFO")
+    assert got == [[f"{fifo}: is not a regular file (a FIFO), expected a TOML file"]]
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path):
+    p = tmp_path / "edgegw.toml"
+    with open(p, "wb") as f:
+        f.truncate(cfgmod.load.MAX_CONFIG_BYTES + 1)   # sparse: costs no disk
+    assert check_config(p) == [f"{p}: is {cfgmod.load.MAX_CONFIG_BYTES + 1} bytes, "
+                               f"more than a config file may be ({cfgmod.load.MAX_CONFIG_BYTES} bytes)"]
+    with open(p, "r+b") as f:
+        f.truncate(cfgmod.load.MAX_CONFIG_BYTES)
+    assert check_config(p) == [f"{p}: TOML syntax error at line 1, column 1: Invalid statement"]
+
+
+def test_control_characters_in_keys_and_values_stay_on_one_line(tmp_path):
+    p = _write(tmp_path, '[gateway]\nid = "g"\n"a\\nb\\u001b[31m" = 1\n[mqtt]\ncredentials_file = "x\\ny"\n')
+    problems = _one_line(check_config(p))
+    assert problems[0].startswith('gateway."a\\nb\\u001b[31m": unknown key')
+    assert problems[1] == f"mqtt.credentials_file: {tmp_path}/x\\ny does not exist"
+
+
+def test_group_readable_credentials_are_refused(tmp_path):
+    p = _with_credentials(tmp_path, b"edgegw\ns3cret\n", 0o640)
+    cred = tmp_path / "mqtt.credentials"
+    assert check_config(p) == [
+        f"mqtt.credentials_file: {cred} is readable by its group (run: chmod 600 {cred})"]
+
+
+def test_a_huge_credentials_file_is_refused_unread(tmp_path):
+    p = _with_credentials(tmp_path, b"", 0o600)
+    cred = tmp_path / "mqtt.credentials"
+    with open(cred, "r+b") as f:
+        f.truncate(1 << 30)
+    assert check_config(p) == [
+        f"mqtt.credentials_file: {cred} is {1 << 30} bytes; expected 2 short lines (user name, password)"]

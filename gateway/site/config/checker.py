@@ -1,20 +1,55 @@
 """The checker's base: every check records its own problem with the key path
-and returns BAD, so one pass collects every problem of the file."""
+and returns BAD, so one pass collects every problem of the file.
+
+A problem is always one line: control characters, line separators and
+unpaired surrogates (a file name that is not UTF-8) are written as escapes,
+so a key or value cannot break the list or the terminal. A check that
+raises what nobody foresaw becomes a problem of its key, never a traceback."""
 from __future__ import annotations
 
 import datetime as _dt
 import difflib
 import json
+import logging
 import math
+import re
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 BAD = object()   # a value that failed its check; its problem is already recorded
+MAX_FILE_LINE = 64 * 1024   # bytes read of a file named by a key that holds a line or two
+
+log = logging.getLogger(__name__)
+_ESCAPED = {"\n": "\\n", "\r": "\\r"}
+
+
+def one_line(s: str) -> str:
+    if s.isprintable():
+        return s
+    out = []
+    for ch in s:
+        if ch == "\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            out.append(ch)
+        elif ch in _ESCAPED:
+            out.append(_ESCAPED[ch])
+        else:
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+    return "".join(out)
 
 
 def q(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
+
+
+_BARE = re.compile(r"[A-Za-z0-9_-]+\Z")
+
+
+def key_path(path: str, key: str) -> str:
+    """path.key, with the key quoted as TOML would need it ("", "a.b")."""
+    k = key if _BARE.match(key) else q(key)
+    return f"{path}.{k}" if path else k
 
 
 def num(x) -> str:
@@ -55,7 +90,7 @@ class BaseChecker:
         self.problems: list[str] = []
 
     def add(self, keypath: str, message: str) -> None:
-        self.problems.append(f"{keypath}: {message}")
+        self.problems.append(one_line(f"{keypath}: {message}"))
 
     # ---- scalar checks: each records its own problem and returns BAD
 
@@ -124,17 +159,20 @@ class BaseChecker:
         if s is BAD:
             return BAD
         p = self.resolve(s)
-        if not p.exists():
-            self.add(kp, f"{p} does not exist")
-            return BAD
-        if not p.is_file():
-            self.add(kp, f"{p} is not a file")
-            return BAD
         try:
+            if not p.exists():
+                self.add(kp, f"{p} does not exist")
+                return BAD
+            if not p.is_file():
+                self.add(kp, f"{p} is not a file")
+                return BAD
             with open(p, "rb"):
                 pass
-        except OSError as e:
+        except OSError as e:   # a name too long, a loop of links, no permission
             self.add(kp, f"{p} cannot be read ({e.strerror})")
+            return BAD
+        except ValueError:
+            self.add(kp, f"{p} cannot be read (the name contains a NUL byte)")
             return BAD
         return p
 
@@ -145,18 +183,35 @@ class BaseChecker:
         """Check every key of `data` in file order; unknown keys are problems."""
         out: dict = {}
         for key, value in data.items():
-            kp = f"{path}.{key}" if path else key
+            kp = key_path(path, key)
             check = spec.get(key)
             if check is None:
                 self.unknown(kp, key, spec, hints or {})
                 continue
-            result = check(kp, value)
+            result = self.guarded(check, kp, value)
             if result is not BAD:
                 out[key] = result
         for key in required:
             if key not in data:
                 self.add(f"{path}.{key}", "required key is missing")
         return out
+
+    def guarded(self, check: Check, kp: str, value):
+        """Run one key's check; what it raises is that key's problem."""
+        try:
+            return check(kp, value)
+        except RecursionError:
+            self.add(kp, "nested too deeply to check")
+        except (OSError, ValueError, MemoryError) as e:
+            # OSError: a path the filesystem refuses; ValueError: bytes in a
+            # file that do not decode (the door registry); MemoryError: a
+            # file far too big. None of them a traceback.
+            why = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
+            self.add(kp, f"cannot be checked ({why})")
+        except Exception as e:  # noqa: BLE001 - a checker bug must not hide the other problems
+            log.debug("config check of %s failed", kp, exc_info=True)
+            self.add(kp, f"cannot be checked ({type(e).__name__}: {e})")
+        return BAD
 
     def unknown(self, kp, key, known: Iterable[str], hints: dict[str, str]) -> None:
         known = list(known)
@@ -179,10 +234,3 @@ class BaseChecker:
             return None
         return v
 
-    # ---- the document
-
-    # ---- buses
-
-    # ---- devices
-
-    # ---- doors (docs/doors.md): checked here, interpreted by gateway/cards.py

@@ -6,7 +6,7 @@ import stat
 from typing import Any
 
 from .buses import BusSections, raw_names
-from .checker import BAD, q
+from .checker import BAD, MAX_FILE_LINE, key_path, q
 from .doors import DoorSection
 from .types import (
     DEFAULTS,
@@ -52,16 +52,17 @@ class Checker(BusSections, DoorSection):
 
         for key, value in doc.items():
             if key not in runners:
-                self.unknown(key, key, _TOP, {})
+                self.unknown(key_path("", key), key, _TOP, {})
                 continue
-            sections[key] = runners[key](key, value)
+            got = self.guarded(runners[key], key, value)
+            sections[key] = None if got is BAD else got
         if "gateway" not in doc:
             self.add("gateway", 'required table is missing (add [gateway] with id = "...")')
         if "mqtt" not in doc:
             sections["mqtt"] = self.mqtt("mqtt", {})
         if "outbox" not in doc:
             sections["outbox"] = self.outbox("outbox", {})
-        self.door_key_mode(doc, sections.get("doors") or {})
+        self.guarded(self._door_key_mode, "doors.pseudonym_key_file", (doc, sections.get("doors") or {}))
 
         if self.problems:
             return None
@@ -86,6 +87,22 @@ class Checker(BusSections, DoorSection):
         d = DEFAULTS["homeassistant"]
         return HomeAssistantCfg(enabled=got.get("enabled", d["enabled"]),
                                 discovery_prefix=got.get("discovery_prefix", d["discovery_prefix"]))
+
+    def _door_key_mode(self, _kp, args) -> None:
+        try:
+            self.door_key_mode(*args)
+        except OSError:
+            pass   # the key file it looks at is state_dir's, whose own problem is reported
+
+    def registry_csv(self, kp, v):
+        # The door registry is read by gateway/site/cardfile.py; a file in
+        # an encoding it does not read is a problem of this key, in words.
+        try:
+            return super().registry_csv(kp, v)
+        except UnicodeDecodeError as e:
+            self.add(kp, f"{self.resolve(v)}: is not {e.encoding.upper()} text (bad byte at offset {e.start}); "
+                         f"save it as UTF-8 (in Excel: \"CSV UTF-8\")")
+            return BAD
 
     def gateway(self, kp, v):
         data = self.table(kp, v)
@@ -113,8 +130,12 @@ class Checker(BusSections, DoorSection):
         if s is BAD:
             return BAD
         p = self.resolve(s)
-        if p.exists() and not p.is_dir():
-            self.add(kp, f"{p} exists and is not a folder")
+        try:
+            if p.exists() and not p.is_dir():
+                self.add(kp, f"{p} exists and is not a folder")
+                return BAD
+        except OSError as e:   # e.g. a name longer than the filesystem allows
+            self.add(kp, f"{p} cannot be used ({e.strerror})")
             return BAD
         return p
 
@@ -186,11 +207,21 @@ class Checker(BusSections, DoorSection):
         if p is BAD:
             return BAD
         bad = False
-        if p.stat().st_mode & stat.S_IROTH:
+        st = p.stat()
+        # The edgegw group is the field engineers' (it opens the control
+        # socket), so a group-readable password is theirs too.
+        if st.st_mode & stat.S_IROTH:
             self.add(kp, f"{p} is readable by everyone (run: chmod 600 {p})")
             bad = True
+        elif st.st_mode & stat.S_IRGRP:
+            self.add(kp, f"{p} is readable by its group (run: chmod 600 {p})")
+            bad = True
+        if st.st_size > MAX_FILE_LINE:
+            self.add(kp, f"{p} is {st.st_size} bytes; expected 2 short lines (user name, password)")
+            return BAD
         try:
-            text = p.read_bytes().decode("utf-8-sig")
+            with open(p, "rb") as f:
+                text = f.read(MAX_FILE_LINE + 1).decode("utf-8-sig")
         except UnicodeDecodeError:
             self.add(kp, f"{p} is not UTF-8 text")
             return BAD
