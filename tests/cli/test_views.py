@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
-import os
 import socket
 import ssl
 import subprocess
@@ -18,11 +18,12 @@ import pytest
 
 import gateway.field.control as control
 from gateway.field import demo, i18n, text, tool_views, views
+from gateway.field.checks import check_broker, item
 from gateway.field.client import ControlClient, DaemonError, load_cfg
 from gateway.field.control import ControlServer
-from gateway.field.requests import Requests
-from gateway.field.diag import check_broker, finish, item
+from gateway.field.diag import finish
 from gateway.field.history import History
+from gateway.field.requests import Requests
 from gateway.poll.portlock import PortLock
 from gateway.site.config import Checker
 from gateway.site.config.checker import BAD
