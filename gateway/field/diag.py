@@ -27,7 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.site import clock
 from gateway.site.config import check_config as _check
-from protocols.models import load_models
+from protocols.models import load_catalogue
 
 from . import i18n
 from .client import (
@@ -40,8 +40,10 @@ from .client import (
     daemon_error,
     load_cfg,
     print_json,
+    site_catalogue,
     socket_path,
 )
+from .model import diag_items as model_items
 from .status import read_state
 from .text import use_color
 from .tool_views import check_label, check_text, render_diag, verdict, verdict_text
@@ -61,12 +63,7 @@ def item(check: str, level: str, key: str, label_args: dict | None = None, **arg
 
 
 def check_config(path, started_epoch: float | None = None) -> dict:
-
-    try:
-        known = load_models()
-    except Exception:  # noqa: BLE001 - a broken model file is reported by config check too
-        known = None
-    problems = _check(path, known_models=known)
+    problems = _check(path, known_models=site_catalogue(path))
     if problems:
         return item("config", "fail", "dg.config_bad", path=str(path), n=len(problems), first=problems[0])
     if started_epoch is not None:
@@ -220,6 +217,7 @@ def check_disk(state_dir) -> dict:
 def static_checks(cfg, started_epoch: float | None = None) -> list[dict]:
     """The checks that need no daemon; blocking (the daemon runs them in a thread)."""
     items = [check_config(cfg.path, started_epoch)]
+    items += model_items(load_catalogue(cfg.gateway.models_dir), item)
     items += [check_port(b) for b in cfg.buses]
     items += check_broker(cfg.mqtt)
     items.append(check_clock())
@@ -270,7 +268,7 @@ def device_item(name: str, availability: str, last_error, last_error_ts, recorde
 
 
 def _order(items: list[dict]) -> list[dict]:
-    rank = {"config": 0, "daemon": 1, "loop": 1.5, "port": 2, "broker": 3, "tls": 4, "clock": 5, "disk": 6,
+    rank = {"config": 0, "models": 0.5, "daemon": 1, "loop": 1.5, "port": 2, "broker": 3, "tls": 4, "clock": 5, "disk": 6,
             "backlog": 7, "bus": 8, "device": 9}
     return sorted(items, key=lambda c: rank.get(c["check"], 99))   # stable: keeps config order within
 
@@ -345,7 +343,7 @@ def offline_diag(cfg, models, why: str) -> dict:
 def cmd_diag(args) -> int:
 
     path = args.config
-    models = load_models()
+    models = site_catalogue(path)
     color = use_color() and not args.json
     cfg, problems = load_cfg(path, models)
     if cfg is None:
