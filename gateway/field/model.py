@@ -17,6 +17,7 @@ from protocols.models import (
     Model,
     check_file,
     default_directory,
+    number_text,
     param_users,
 )
 
@@ -31,10 +32,6 @@ t = i18n.t
 def _lang(args, config: str | None) -> str:
     return i18n.norm(getattr(args, "lang", None)) or (_raw_language(config) if config else None) \
         or i18n.env_lang() or "en"
-
-
-def _num(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 # --------------------------------------------------------------------------- model list
@@ -156,9 +153,9 @@ def render_explain_extra(e: dict, lang: str, color: bool = False) -> str:
     lines: list[str] = []
     for p in e.get("params") or ():
         unit = f" {p['unit']}" if p["unit"] else ""
-        rng = t(lang, "ex.range", lo=_num(p["min"]), hi=_num(p["max"]), unit=unit)
+        rng = t(lang, "ex.range", lo=number_text(p["min"]), hi=number_text(p["max"]), unit=unit)
         key = "ex.param" if p["default"] is not None else "ex.param_off"
-        default = f"{_num(p['default'])}{unit}" if p["default"] is not None else ""
+        default = f"{number_text(p['default'])}{unit}" if p["default"] is not None else ""
         lines.append("  " + t(lang, key, name=p["name"], default=default, range=rng, meaning=p["meaning"][lang]))
     if lines:
         lines = ["", s.bold(t(lang, "ex.params"))] + lines

@@ -73,7 +73,8 @@ class Fault:
         return self.zh if str(lang).lower().startswith("zh") else self.en
 
 
-def _num(v: float) -> str:
+def number_text(v: float) -> str:
+    """A limit as a person writes it: 160, 0.8, 1000000 (never 160.0 or 1e+06)."""
     return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
 
 
@@ -94,7 +95,7 @@ class Param:
 
     def range_text(self) -> str:
         unit = f" {self.unit}" if self.unit else ""
-        return f"{_num(self.min)} to {_num(self.max)}{unit}"
+        return f"{number_text(self.min)} to {number_text(self.max)}{unit}"
 
     def problem(self, value: Any) -> str | None:
         """Why `value` cannot be this param's value, or None when it can.
@@ -107,7 +108,7 @@ class Param:
         if not math.isfinite(value):
             return f"{value!r} is not a finite number"
         if not self.min <= value <= self.max:
-            return f"{_num(value)} is outside {self.range_text()}"
+            return f"{number_text(value)} is outside {self.range_text()}"
         return None
 
 

@@ -22,6 +22,7 @@ from protocols.models import (
     param_users,
 )
 
+from tests.unit import params_doc
 from tests.unit.test_models import GOOD, PARAMS, good, write
 
 REPO = Path(__file__).resolve().parents[2]
@@ -257,3 +258,22 @@ def test_every_param_used_in_deploy_docs_and_scenarios_is_declared():
             elif p.problem(value) is not None:
                 bad.append(f"{where}: {key} = {value!r}: {p.problem(value)}")
     assert not bad, "\n".join(bad)
+
+
+# --------------------------------------------------------------------------- the docs
+
+def test_configuration_md_params_tables_match_the_model_files():
+    text = params_doc.DOC.read_text(encoding="utf-8")
+    assert params_doc.current(text) == params_doc.render(), \
+        "docs/configuration.md is out of date: run .venv/bin/python -m tests.unit.params_doc"
+
+
+@pytest.mark.parametrize("model_id", sorted(m for m in MODELS if MODELS[m].params))
+def test_each_model_doc_lists_its_params_with_their_defaults(model_id):
+    doc = (REPO / "docs" / "models" / f"{model_id}.md").read_text(encoding="utf-8")
+    section = re.search(r"^## Device params\n(.*?)(?=^## |\Z)", doc, re.M | re.S).group(1)
+    for p in MODELS[model_id].params:
+        row = next((ln for ln in section.splitlines() if f"`{p.name}`" in ln), None)
+        assert row is not None, f"{model_id}.md: {p.name} not in Device params"
+        if p.default is not None:
+            assert re.search(rf"(?<![\d.]){re.escape(f'{p.default:.1f}')}(?![\d])", row), (model_id, p.name, row)
