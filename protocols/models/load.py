@@ -13,12 +13,20 @@ from pathlib import Path
 from .checker import ModelChecker
 from .types import Model, ModelError
 
+# A model file is read whole: the largest packaged one is under 30 KiB, so
+# 1 MiB leaves room for any real device and stops a wrong file (a log, a
+# firmware image) dropped in the site folder from being parsed.
+MAX_FILE_BYTES = 1 << 20
+
 
 def check_file(path) -> tuple[Model | None, list[str]]:
     """The model in `path` and its problems (key paths, no file name)."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                return None, [f"(file): {size} bytes, more than a model file may have ({MAX_FILE_BYTES})"]
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as e:
         return None, [f"(file): not valid TOML: {e}"]

@@ -7,11 +7,18 @@ their problems, so one bad file breaks only what uses it.
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
-from protocols.models import Catalogue, clear_cache, default_directory, load_catalogue, load_models
-
+from protocols.models import (
+    Catalogue,
+    catalogue,
+    clear_cache,
+    default_directory,
+    load_catalogue,
+    load_models,
+)
 from tests.unit.test_models import good, write
 
 PACKAGED = default_directory()
@@ -112,3 +119,26 @@ def test_an_edited_site_file_counts_without_a_restart(tmp_path):
         "model.name_zh: 3 is not a non-empty string",)
     p.write_text(good(), encoding="utf-8")
     assert "test-meter" in load_catalogue(tmp_path)
+
+
+def test_a_broken_file_in_the_packaged_folder_is_set_aside_too(tmp_path, monkeypatch):
+    # the case: a packaged model copied to a new id with one key
+    # misspelt, next to the packaged files themselves
+    packaged = tmp_path / "packaged"
+    shutil.copytree(PACKAGED, packaged, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    copy_packaged(packaged, "turbine-evc", "evc-copy", lambda s: s.replace("unit = ", "unti = ", 1))
+    monkeypatch.setattr(catalogue, "default_directory", lambda: packaged)
+    cat = load_catalogue(tmp_path / "no-site-folder")
+    assert set(cat) == set(load_models()) and set(cat.broken) == {"evc-copy"}
+    assert cat.broken["evc-copy"].problems[:2] == (
+        "param[0].unti: unknown key (allowed: name, unit, type, default, min, max, meaning_en, meaning_zh)",
+        'param[0].unit: missing ("" for a count)')
+    assert not cat.broken["evc-copy"].source.site
+
+
+def test_a_model_file_has_a_size_bound(tmp_path):
+    # a site file is read whole: bounded, and said so instead of parsed
+    p = write(tmp_path, "test-meter.toml", good() + "#" * (1 << 20))
+    cat = load_catalogue(tmp_path)
+    assert cat.broken["test-meter"].problems == (
+        f"(file): {p.stat().st_size} bytes, more than a model file may have (1048576)",)

@@ -21,7 +21,6 @@ from protocols.models import (
     load_models,
     param_users,
 )
-
 from tests.unit import params_doc
 from tests.unit.test_models import GOOD, PARAMS, good, write
 
