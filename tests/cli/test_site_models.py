@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.field import demo
+from gateway.field import demo, i18n, model_text
 from protocols.models import default_directory
 
 from .conftest import ROOT, run_subprocess, wait_for
@@ -210,3 +210,9 @@ def test_diag_without_a_daemon_warns_about_the_broken_file(site, cli):
     warn = [c for c in checks if c["check"] == "models" and c["level"] == "warn"]
     assert len(warn) == 1 and "evc-copy" in warn[0]["text"]["en"] and "model check" in warn[0]["text"]["zh"]
     assert rc in (0, 1)
+
+
+def test_the_model_strings_are_in_the_ui_table_as_written():
+    # model_text adds its strings to i18n's table; a key i18n defines itself
+    # would win, so a clash would silently change what these commands say
+    assert all(i18n.S[k] == v for k, v in model_text.S.items())
