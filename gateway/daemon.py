@@ -46,7 +46,7 @@ from gateway.site.config import Config
 from gateway.site.looplag import LoopLag
 from gateway.site.sdnotify import Supervision
 from gateway.site.state import StateStore
-from protocols.models import load_models
+from protocols.models import load_catalogue
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Daemon:
                  attach: Callable[["Daemon"], Attachment] | None = None) -> None:
         self.attach = attach
         self.cfg = cfg
-        self.models = models if models is not None else load_models()
+        self.models = models if models is not None else load_catalogue(cfg.gateway.models_dir)
         self.topics = payloads.Topics(cfg.mqtt.topic_prefix, cfg.gateway.id)
         self.started_mono = time.monotonic()
         self.lag = LoopLag()

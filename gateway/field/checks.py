@@ -16,9 +16,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.site import clock
 from gateway.site.config import check_config as _check
 from gateway.site.config.checker import one_line
-from protocols.models import load_models
+from protocols.models import load_catalogue
 
 from . import i18n
+from .client import site_catalogue
+from .model import diag_items as model_items
 
 BY_ID = "/dev/serial/by-id"
 
@@ -38,11 +40,7 @@ def item(check: str, level: str, key: str, label_args: dict | None = None, **arg
 
 
 def check_config(path, started_epoch: float | None = None) -> dict:
-    try:
-        known = load_models()
-    except Exception:  # noqa: BLE001 - a broken model file is reported by config check too
-        known = None
-    problems = _check(path, known_models=known)
+    problems = _check(path, known_models=site_catalogue(path))
     if problems:
         return item("config", "fail", "dg.config_bad", path=one_line(str(path)), n=len(problems), first=problems[0])
     if started_epoch is not None:
@@ -213,6 +211,7 @@ def check_disk(state_dir) -> dict:
 def static_checks(cfg, started_epoch: float | None = None) -> list[dict]:
     """The checks that need no daemon; blocking (the daemon runs them in a thread)."""
     items = [check_config(cfg.path, started_epoch)]
+    items += model_items(load_catalogue(cfg.gateway.models_dir), item)
     items += [check_port(b) for b in cfg.buses]
     items += check_broker(cfg.mqtt)
     items.append(check_clock())

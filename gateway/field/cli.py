@@ -19,6 +19,7 @@ from .diag import cmd_diag as diag
 from .doorlog import doorlog
 from .explain import explain
 from .faults import faults
+from .model import cmd_model_check, cmd_model_list
 from .run import cmd_run
 from .scan import cmd_read as read
 from .scan import cmd_scan as scan
@@ -43,6 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--json", action="store_true")
     cc.add_argument("--lang", choices=["zh", "en"])
     cc.set_defaults(fn=cmd_config_check)
+
+    m = sub.add_parser("model", help="device models: which are in effect, and checking a model file")
+    msub = m.add_subparsers(dest="model_cmd", required=True)
+    ml = msub.add_parser("list", help="every model in effect with its file, and broken model files")
+    ml.add_argument("--config", default=None, help="the site config, for [gateway] models_dir")
+    ml.add_argument("--json", action="store_true")
+    ml.add_argument("--lang", choices=["zh", "en"])
+    ml.set_defaults(fn=cmd_model_list)
+    mc = msub.add_parser("check", help="check a model file and list every problem")
+    mc.add_argument("path", type=Path)
+    mc.add_argument("--json", action="store_true")
+    mc.add_argument("--lang", choices=["zh", "en"])
+    mc.set_defaults(fn=cmd_model_check)
 
     def field_cmd(name: str, help_: str, fn):
         x = sub.add_parser(name, help=help_)

@@ -15,8 +15,9 @@ from pathlib import Path
 from gateway.site.config import Checker, ConfigError, load_config
 from gateway.site.config.checker import BAD, one_line
 from gateway.site.config.load import read_config_bytes
+from gateway.site.config.sections import models_dir_of
 from gateway.site.config.types import Config
-from protocols.models import load_models
+from protocols.models import Catalogue, load_catalogue
 
 from . import i18n
 from .i18n import t
@@ -167,6 +168,19 @@ DEFAULT_CONFIG = "/etc/edgegw/edgegw.toml"
 _SECRETS = ("mqtt.credentials_file", "mqtt.tls")
 
 
+def site_catalogue(config_path) -> Catalogue:
+    """The models a site uses: the packaged ones with the config's
+    [gateway] models_dir over them, loaded as the daemon loads them
+    (load_catalogue). The folder is read from the raw file, because checking
+    the config needs the models; a config that cannot be read gives the
+    default folder. Never raises for a broken model file."""
+    try:
+        doc = tomllib.loads(Path(config_path).read_bytes().decode("utf-8-sig"))
+    except (OSError, ValueError):
+        doc = {}
+    return load_catalogue(models_dir_of(doc, config_path))
+
+
 def load_cfg(path: str, models: dict):
     """The site config for a field command: (config, problems).
 
@@ -204,7 +218,7 @@ def _without_secrets(path: str, models: dict):
         return None
     if doc is None:
         return None
-    checker = WithoutSecrets(Path(os.path.abspath(path)), models.keys())
+    checker = WithoutSecrets(Path(os.path.abspath(path)), models)
     cfg = checker.document(doc)
     return None if checker.problems else cfg
 
@@ -215,7 +229,7 @@ def load_site(args) -> Site | int:
     path = str(getattr(args, "config", None) or DEFAULT_CONFIG)
     lang = i18n.norm(getattr(args, "lang", None))
     color = use_color() and not getattr(args, "json", False)
-    models = load_models()
+    models = site_catalogue(path)
     cfg, problems = load_cfg(path, models)
     if cfg is None:
         lang = lang or _raw_language(path) or "en"

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from gateway.site import clock
 from gateway.site.config.checker import one_line
-from protocols.models import load_models
 
 from . import i18n
 from .checks import (
@@ -40,6 +39,7 @@ from .client import (
     daemon_error,
     load_cfg,
     print_json,
+    site_catalogue,
     socket_path,
 )
 from .status import read_state
@@ -92,7 +92,7 @@ def device_item(name: str, availability: str, last_error, last_error_ts, recorde
 
 
 def _order(items: list[dict]) -> list[dict]:
-    rank = {"config": 0, "daemon": 1, "loop": 1.5, "port": 2, "broker": 3, "tls": 4, "clock": 5, "disk": 6,
+    rank = {"config": 0, "models": 0.5, "daemon": 1, "loop": 1.5, "port": 2, "broker": 3, "tls": 4, "clock": 5, "disk": 6,
             "backlog": 7, "bus": 8, "device": 9}
     return sorted(items, key=lambda c: rank.get(c["check"], 99))   # stable: keeps config order within
 
@@ -205,7 +205,7 @@ def offline_diag(cfg, models, why: str) -> dict:
 
 def cmd_diag(args) -> int:
     path = args.config
-    models = load_models()
+    models = site_catalogue(path)
     color = use_color() and not args.json
     cfg, problems = load_cfg(path, models)
     if cfg is None:

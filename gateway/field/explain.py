@@ -1,7 +1,9 @@
 """`edgegw explain MODEL CODE` and `edgegw faults [DEVICE...]`.
 
-explain reads only the packaged model catalogue: it works on a laptop in the
-van, with no config and no daemon. faults asks the daemon for what stands
+explain reads the model catalogue, the packaged models with the site's
+model folder over them (from --config, or the default folder when there is
+no config): it works on a laptop in the van, with no daemon. A broken model
+file stops only the explain of that model. faults asks the daemon for what stands
 now and reads the fault history the daemon keeps in the state dir; with the
 daemon stopped it shows what was last recorded and says so.
 """
@@ -10,10 +12,9 @@ from __future__ import annotations
 import difflib
 import sys
 
-from protocols.models import load_models
-
 from . import i18n
-from .client import DEFAULT_CONFIG, _raw_language, err, print_json
+from .client import DEFAULT_CONFIG, _raw_language, err, print_json, site_catalogue
+from .model import broken_text, explain_extra, render_explain_extra
 from .text import use_color
 from .views import explain_dict, render_explain
 
@@ -26,11 +27,12 @@ def _lang_for_explain(args) -> str:
 def explain(args) -> int:
 
     lang = _lang_for_explain(args)
-    models = load_models()
+    models = site_catalogue(args.config or DEFAULT_CONFIG)
     model = models.get(args.model) or next((m for k, m in models.items() if k.lower() == args.model.lower()),
                                            None)
     if model is None:
-        err(i18n.t(lang, "ex.no_model", model=args.model, known=", ".join(sorted(models))))
+        broken = broken_text(models, args.model, lang)
+        err(broken or i18n.t(lang, "ex.no_model", model=args.model, known=", ".join(sorted(models))))
         return 2
     codes = [f.code for f in model.faults]
     fault = next((f for f in model.faults if f.code == args.code), None) or \
@@ -40,11 +42,12 @@ def explain(args) -> int:
         hint = i18n.t(lang, "ex.did_you_mean", m=close[0]) if close else ""
         err(i18n.t(lang, "ex.no_code", model=model.id, code=args.code, hint=hint, codes=", ".join(codes)))
         return 2
-    e = explain_dict(model, fault)
+    e = {**explain_dict(model, fault), **explain_extra(models, model, fault)}
     if args.json:
         print_json(e)
     else:
-        sys.stdout.write(render_explain(e, lang, use_color()))
+        color = use_color()
+        sys.stdout.write(render_explain(e, lang, color) + render_explain_extra(e, lang, color))
     return 0
 
 

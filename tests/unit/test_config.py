@@ -412,7 +412,7 @@ def test_docs_mention_every_key():
     text = (ROOT / "docs" / "configuration.md").read_text("utf-8")
     doc = tomllib.loads(_doc_example())
     assert "`[mqtt.tls]`" in text
-    keys = {"id", "site", "state_dir", "language", "log_level", "host", "port", "client_id",
+    keys = {"id", "site", "state_dir", "language", "log_level", "models_dir", "host", "port", "client_id",
             "topic_prefix", "keepalive", "qos", "credentials_file", "ca_file", "cert_file",
             "key_file", "insecure", "name", "bus", "unit", "model", "poll_interval_s", "enabled",
             "params", *cfgmod.DEFAULTS["bus"], *cfgmod.DEFAULTS["outbox"]}
@@ -420,7 +420,7 @@ def test_docs_mention_every_key():
         assert f"`{key}`" in text, key
     # the complete example really is complete
     assert set(doc) == {"gateway", "mqtt", "outbox", "bus", "device"}
-    assert set(doc["gateway"]) == {"id", "site", "state_dir", "language", "log_level"}
+    assert set(doc["gateway"]) == {"id", "site", "state_dir", "language", "log_level", "models_dir"}
     assert set(doc["mqtt"]) == {"host", "port", "client_id", "topic_prefix", "keepalive", "qos",
                                 "credentials_file", "tls"}
     assert set(doc["outbox"]) == set(cfgmod.DEFAULTS["outbox"])

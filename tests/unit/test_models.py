@@ -24,7 +24,7 @@ name_en = "Test meter"
 name_zh = "测试表"
 family = "residential_meter"
 identify = {{ field = "model_code", equals = 9001 }}
-
+{params}
 [[register]]
 name = "volume_m3"
 address = 0
@@ -76,7 +76,7 @@ code = "FLOW-HIGH"
 severity = "minor"
 valve_closed = false
 site_visit = false
-trigger = {{ rule = "above_max", field = "volume_m3", param = "max_m3", default = 1.0 }}
+trigger = {trigger}
 cleared_by = "self"
 ref = "A10"
 [fault.en]
@@ -283,8 +283,35 @@ def write(directory: Path, name: str, text: str) -> Path:
     return p
 
 
-def good(model_id: str = "test-meter") -> str:
-    return GOOD.format(id=model_id)
+FLOW_HIGH = '{ rule = "above_max", field = "volume_m3", param = "max_m3" }'
+# Declared params, added to a file when its triggers name them (a declared
+# param no trigger reads is a problem of its own).
+PARAMS = {
+    "max_m3": '''
+[[param]]
+name = "max_m3"
+unit = "m3"
+default = 1.0
+min = 0.0
+max = 100.0
+meaning_en = "Largest volume"
+meaning_zh = "最大体积"
+''',
+    "days": '''
+[[param]]
+name = "days"
+unit = "d"
+min = 0.0
+max = 3650.0
+meaning_en = "Days without counting"
+meaning_zh = "不走字的天数"
+''',
+}
+
+
+def good(model_id: str = "test-meter", trigger: str = FLOW_HIGH) -> str:
+    params = "".join(text for name, text in PARAMS.items() if f'"{name}"' in trigger)
+    return GOOD.format(id=model_id, params=params, trigger=trigger)
 
 
 @pytest.fixture(autouse=True)
@@ -331,7 +358,7 @@ class TestGoodFile:
         assert load_model(write(tmp_path, "test-meter.toml", good())).field("valve_closed").bit == 1
 
     def test_a_model_needs_no_faults(self, tmp_path):
-        text = good().split("[[fault]]")[0]
+        text = GOOD.format(id="test-meter", params="", trigger="").split("[[fault]]")[0]
         assert load_model(write(tmp_path, "test-meter.toml", text)).faults == ()
 
 
@@ -393,7 +420,7 @@ class TestProblems:
         assert all(p.startswith("bad.toml: ") for p in problems)
         # file order: the [model] table, then registers, then faults
         sections = [p.split(": ")[1].split("[")[0].split(".")[0] for p in problems]
-        assert sections == sorted(sections, key=["model", "register", "fault"].index)
+        assert sections == sorted(sections, key=["model", "param", "register", "fault"].index)
 
     def test_message_is_the_problem_list(self, tmp_path):
         with pytest.raises(ModelError) as e:
@@ -433,15 +460,13 @@ class TestProblems:
         with pytest.raises(ModelError) as e:
             load_model(write(tmp_path, "empty.toml", "x = 1\n"))
         assert e.value.problems == [
-            "empty.toml: x: unknown key (allowed: model, register, fault)",
+            "empty.toml: x: unknown key (allowed: model, param, register, fault)",
             "empty.toml: model: missing ([model] table)",
             "empty.toml: register: missing (at least one [[register]])",
         ]
 
     def test_counting_while_below_on_number(self, tmp_path):
-        text = good().replace(
-            'trigger = { rule = "above_max", field = "volume_m3", param = "max_m3", default = 1.0 }',
-            'trigger = { rule = "counting_while", field = "volume_m3", when_field = "volume_m3", below = 1.5 }')
+        text = good(trigger='{ rule = "counting_while", field = "volume_m3", when_field = "volume_m3", below = 1.5 }')
         assert load_model(write(tmp_path, "test-meter.toml", text)).fault("FLOW-HIGH").trigger["below"] == 1.5
 
 
@@ -531,9 +556,7 @@ class TestCombinedTriggers:
     """{ all }, { any }, { not } over the plain forms (docs/models/format.md)."""
 
     def load(self, tmp_path, trigger: str):
-        text = good().replace(
-            'trigger = { rule = "above_max", field = "volume_m3", param = "max_m3", default = 1.0 }',
-            f"trigger = {trigger}")
+        text = good(trigger=trigger)
         return load_model(write(tmp_path, "test-meter.toml", text))
 
     def problems(self, tmp_path, trigger: str) -> list[str]:

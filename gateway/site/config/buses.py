@@ -5,6 +5,8 @@ import difflib
 import ipaddress
 import re
 
+from protocols.models import PARAM_HINTS, Catalogue, declared_params
+
 from .checker import BAD, BaseChecker, Check, kind, q
 from .types import (
     BAUDRATES,
@@ -172,7 +174,8 @@ class BusSections(BaseChecker):
             "model": self.model,
             "poll_interval_s": lambda k, x: self.number(k, x, 0.1, 86400),
             "enabled": self.boolean,
-            "params": self.params,
+            # the device's model names its params, whether written before or after
+            "params": lambda k, x: self.params(k, x, data.get("model")),
             "report": self.report,
             "meta": self.meta,
         }
@@ -263,22 +266,56 @@ class BusSections(BaseChecker):
         s = self.string(kp, v)
         if s is BAD:
             return BAD
+        broken = self.models.broken if isinstance(self.models, Catalogue) else {}
+        if s in broken:
+            # A broken model file fails the config only where a device uses it.
+            b = broken[s]
+            self.add(kp, f"model {q(s)} cannot be used: {b.summary()} (edgegw model check {b.path})")
+            return BAD
         if self.known_models is not None and s not in self.known_models:
-            listed = ", ".join(self.known_models) or "none are installed"
-            self.add(kp, f"{q(s)} is not a known model ({listed})")
+            close = difflib.get_close_matches(s, self.known_models, n=1)
+            hint = (f"did you mean {q(close[0])}?" if close
+                    else ", ".join(self.known_models) or "none are installed")
+            self.add(kp, f"{q(s)} is not a known model ({hint})")
             return BAD
         return s
 
-    def params(self, kp, v):
+    def params(self, kp, v, model_id=None):
+        """[device.params]: with the models at hand, each key a param the
+        device's model (or every device) declares, each value of its type and
+        in its range; without them, plain values."""
         data = self.table(kp, v)
         if data is None:
             return BAD
+        model = self.models.get(model_id) if self.models is not None and isinstance(model_id, str) else None
+        declared = declared_params(model) if model is not None else None
         out = {}
         ok = True
         for key, value in data.items():
-            if isinstance(value, (bool, int, float, str)):
-                out[key] = value
+            k = f"{kp}.{key}"
+            if declared is None:
+                if isinstance(value, (bool, int, float, str)):
+                    out[key] = value
+                    continue
+                self.add(k, f"expected a number, string or boolean, got {kind(value)}")
+            elif key not in declared:
+                self.unknown_param(k, key, model, declared)
+            elif (why := declared[key].problem(value)) is not None:
+                self.add(k, why)
             else:
-                self.add(f"{kp}.{key}", f"expected a number, string or boolean, got {kind(value)}")
-                ok = False
+                out[key] = value
+                continue
+            ok = False
         return out if ok else BAD
+
+    def unknown_param(self, kp, key, model, declared) -> None:
+        if key in PARAM_HINTS:
+            hint = PARAM_HINTS[key]
+        else:
+            by_lower = {n.lower(): n for n in declared}
+            close = difflib.get_close_matches(key.lower(), list(by_lower), n=1)
+            own = [p.name for p in model.params]
+            common = [n for n in declared if n not in own]
+            hint = (f'did you mean "{by_lower[close[0]]}"?' if close else
+                    f"its params: {', '.join(own) or 'none'}; every device's: {', '.join(common)}")
+        self.add(kp, f"unknown param of model {q(model.id)} ({hint})")

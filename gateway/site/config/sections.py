@@ -2,7 +2,9 @@
 the walk over the whole document."""
 from __future__ import annotations
 
+import os
 import stat
+from pathlib import Path
 from typing import Any
 
 from .buses import BusSections, raw_names
@@ -30,6 +32,17 @@ _HINTS = {
 }
 
 _TOP = ("gateway", "mqtt", "outbox", "bus", "device", "doors", "homeassistant")
+
+
+def models_dir_of(doc: dict, config_path) -> Path:
+    """The site model folder a config names, read from its raw TOML: what the
+    field commands load models from before the config can be checked (the
+    check needs the models). The same rule as the checked key: relative to
+    the config's folder, the default when absent or not a string."""
+    raw = doc.get("gateway", {}).get("models_dir") if isinstance(doc.get("gateway"), dict) else None
+    if not isinstance(raw, str) or not raw:
+        raw = DEFAULTS["gateway"]["models_dir"]
+    return Path(os.path.abspath(config_path)).parent / raw
 
 
 class Checker(BusSections, DoorSection):
@@ -111,9 +124,10 @@ class Checker(BusSections, DoorSection):
         spec = {
             "id": lambda k, x: self.string(k, x, pattern=NAME_RE, pattern_text=NAME_TEXT),
             "site": lambda k, x: self.string(k, x, empty_ok=True),
-            "state_dir": self.state_dir,
+            "state_dir": self.folder,
             "language": lambda k, x: self.string(k, x, choices=("zh", "en")),
             "log_level": lambda k, x: self.string(k, x, choices=("debug", "info", "warning", "error")),
+            "models_dir": self.folder,
         }
         got = self.fields(data, kp, spec, required=("id",))
         d = DEFAULTS["gateway"]
@@ -123,9 +137,11 @@ class Checker(BusSections, DoorSection):
             state_dir=got.get("state_dir", self.resolve(d["state_dir"])),
             language=got.get("language", d["language"]),
             log_level=got.get("log_level", d["log_level"]),
+            models_dir=got.get("models_dir", self.resolve(d["models_dir"])),
         )
 
-    def state_dir(self, kp, v):
+    def folder(self, kp, v):
+        # state_dir and models_dir: a folder, or nothing there yet
         s = self.string(kp, v)
         if s is BAD:
             return BAD

@@ -14,6 +14,9 @@ class GatewayCfg:
     state_dir: Path
     language: str          # "zh" | "en"
     log_level: str
+    # the site's own model files (docs/models/format.md): added to the
+    # packaged models, or replacing one by id
+    models_dir: Path = Path("/etc/edgegw/models")
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,8 @@ DEVICE_META = ("address", "contact", "area", "manufacturer", "serial", "note")
 META_MAX = 200
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "gateway": {"site": "", "state_dir": "/var/lib/edgegw", "language": "en", "log_level": "info"},
+    "gateway": {"site": "", "state_dir": "/var/lib/edgegw", "language": "en", "log_level": "info",
+                "models_dir": "/etc/edgegw/models"},
     "mqtt": {"host": "127.0.0.1", "topic_prefix": "edgegw", "keepalive": 30, "qos": 1},
     "tls": {"insecure": False},
     "outbox": {"max_bytes": 256 * MIB, "max_age_days": 30.0, "synchronous": "full", "inflight": 100},
