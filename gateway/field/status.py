@@ -24,9 +24,9 @@ from .client import (
 from .views import problems, render_status
 
 
-def fault_entry(code: str, info: dict, model) -> dict:
+def fault_entry(code: str, info: dict, model, service=None) -> dict:
     """The state topic's fault summary, plus every remedy step for `edgegw faults`."""
-    item = payloads.fault_summary(code, info, model)
+    item = payloads.fault_summary(code, info, model, service)
     try:
         f = model.fault(code)
     except KeyError:
@@ -36,11 +36,11 @@ def fault_entry(code: str, info: dict, model) -> dict:
     return item
 
 
-def split_active(active: dict, model) -> tuple[list[dict], list[dict]]:
+def split_active(active: dict, model, service=None) -> tuple[list[dict], list[dict]]:
     faults: list[dict] = []
     states: list[dict] = []
     for code, info in sorted(active.items()):
-        item = fault_entry(code, info or {}, model)
+        item = fault_entry(code, info or {}, model, service)
         (states if item.get("kind") == "state" else faults).append(item)
     return faults, states
 
@@ -51,7 +51,7 @@ def _availability(available) -> str:
 
 def device_entry(daemon, name: str) -> dict:
     rt = daemon.runtimes[name]
-    faults, states = split_active(daemon.interps[name].active(), rt.model)
+    faults, states = split_active(daemon.interps[name].active(), rt.model, getattr(daemon.cfg, "service", None))
     return {
         "name": name, "model": rt.model.id, "model_name": {"en": rt.model.name_en, "zh": rt.model.name_zh},
         "bus": daemon.bus_of[name], "unit": rt.cfg.unit, "availability": _availability(rt.available),
@@ -109,7 +109,7 @@ def recorded_status(cfg, models, why: str) -> dict:
             continue
         model = models.get(dc.model)
         rec = (recorded or {}).get(dc.name) or {}
-        faults, states = split_active(rec.get("active") or {}, model) if model else ([], [])
+        faults, states = split_active(rec.get("active") or {}, model, cfg.service) if model else ([], [])
         body["devices"].append({
             "name": dc.name, "model": dc.model,
             "model_name": {"en": model.name_en, "zh": model.name_zh} if model else {},
