@@ -5,6 +5,7 @@ Colour is only used when the output is a terminal: an engineer pipes
 `edgegw status` into a ticket or a log, and escape codes would be noise there.
 """
 
+import json
 import os
 import re
 import sys
@@ -162,11 +163,15 @@ def seconds_between(now: str | None, then: str | None) -> float | None:
 
 
 def fmt_num(v) -> str:
+    """A value as an engineer reads it: numbers short, booleans and
+    anything structured as JSON, never a Python repr."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
         return f"{v:.7g}"
-    return str(v)
+    if isinstance(v, (int, str)):
+        return str(v)
+    return json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 
