@@ -14,6 +14,7 @@ from __future__ import annotations
 from .i18n import age, size, t
 from .problems import device_rank, problem_cells, problem_subject, problems
 from .text import (
+    MARK,
     SEV_ORDER,
     Style,
     after_code,
@@ -31,7 +32,9 @@ from .text import (
 from .text import width as cells
 
 
-def title_lines(st: dict, lang: str, s: Style, key: str = "st.title", **kw) -> list[str]:
+def title_lines(st: dict, lang: str, s: Style, key: str = "st.title", cols: int | None = None, **kw) -> list[str]:
+    """The title, and with the daemon stopped, where the shown state comes
+    from; in `cols` cells the path loses its start, never its file name."""
     gw = st.get("gateway") or {}
     site = f" ({gw['site']})" if gw.get("site") else ""
     lines = [s.bold(t(lang, key, gw=gw.get("id", "?"), site=site, ts=fmt_ts(st.get("ts")), **kw))]
@@ -42,7 +45,12 @@ def title_lines(st: dict, lang: str, s: Style, key: str = "st.title", **kw) -> l
             # typically a group member: state.json is the service user's alone
             lines.append(s.yellow(t(lang, "er.state_unreadable", path=rec.get("path"), why=rec["error"])))
         elif rec.get("when"):
-            lines.append(t(lang, "st.recorded", path=rec.get("path"), when=fmt_ts(rec.get("when"))))
+            path = str(rec.get("path"))
+            line = t(lang, "st.recorded", path=path, when=fmt_ts(rec.get("when")))
+            if cols is not None and cells(line) > cols:
+                keep = max(len(path) - (cells(line) - cols) - len(MARK), len(path.rsplit("/", 1)[-1]))
+                line = t(lang, "st.recorded", path=MARK + path[len(path) - keep:], when=fmt_ts(rec.get("when")))
+            lines.append(line)
         else:
             lines.append(t(lang, "st.no_record", path=rec.get("path")))
     return lines
@@ -156,7 +164,7 @@ def render_status(st: dict, lang: str, color: bool = False, width: int = 100, he
     s = Style(color)
     cols = max(40, width)
     now = st.get("ts")
-    head = title_lines(st, lang, s)
+    head = title_lines(st, lang, s, cols=cols)
     pbs = problems(st)
     sep = "；" if lang == "zh" else "; "
     gw = _pack(_gateway_parts(st, lang), cols - 2, sep)

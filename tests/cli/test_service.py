@@ -14,6 +14,8 @@ from gateway.site.config import check_config, load_config
 from gateway.site.config.types import DEFAULTS
 from protocols.models import load_models
 
+from .conftest import wait_for
+
 MODELS = load_models()
 BASE = '[gateway]\nid = "g"\nstate_dir = "state"\n'
 
@@ -87,3 +89,25 @@ def test_the_fault_summary_of_state_and_status_knows_the_deadline():
                           SimpleNamespace(respond_within_h={"critical": 1, "major": 8, "minor": 72, "info": 0}))
     assert body["faults"][0]["respond_within_h"] == 8
     assert body["faults"][0]["respond_by"] == "2026-11-23T15:02:11.000Z"
+
+
+# --------------------------------------------------------------------------- through the daemon
+
+@pytest.mark.integration
+def test_the_daemon_publishes_the_sites_promise_in_the_event_and_the_state(rig, mqtt):
+    # Subscribed before the daemon starts, so the raise of fm-03's sensor
+    # fault is seen; the rig's config promises 8 h for a major fault.
+    events = mqtt("edgegw/site-t/+/event")
+    states = mqtt("edgegw/site-t/fm-03/state")
+    rig.start()
+    try:
+        ev = wait_for(lambda: next((m[2] for m in events.matching(
+            lambda m: m[2].get("code") == "TEMP-SENSOR" and m[2].get("state") == "raised")), None), 20,
+            what="the TEMP-SENSOR event")
+        assert ev["respond_within_h"] == 8 and ev["severity"] == "major" and ev["device"] == "fm-03"
+        st = wait_for(lambda: next((m[2] for m in reversed(states.matching(lambda m: m[2].get("faults")))), None),
+                      20, what="a state with the fault")
+        f = st["faults"][0]
+        assert f["respond_within_h"] == 8 and f["respond_by"] == payloads.respond_by(f["since"], 8)
+    finally:
+        rig.stop()
