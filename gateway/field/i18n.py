@@ -155,8 +155,8 @@ S: dict[str, tuple[str, str]] = {
     "ss.last_good": ("last good read", "最后成功读取"),
     "ss.when_ago": ("{ts} ({ago})", "{ts}（{ago}）"),
     "ss.counters": ("counters", "计数"),
-    "ss.counters_v": ("{polls} polls, {ok} ok, {timeouts} timeouts, {crc} CRC errors, {exc} exceptions, "
-                      "{bad} bad values",
+    "ss.counters_v": (("{polls} polls, {ok} ok, {timeouts} timeouts, {crc} CRC errors, {exc} exceptions, "
+                       "{bad} bad values"),
                       "轮询 {polls}，成功 {ok}，超时 {timeouts}，CRC错误 {crc}，异常响应 {exc}，无效值 {bad}"),
     "ss.values": ("VALUES", "数值"),
 

@@ -8,7 +8,18 @@ the screen and the exit code can never disagree.
 from __future__ import annotations
 
 from .i18n import age, t
-from .text import SEV_ORDER, _sev, _text, after_code, fit, fmt_ts, headline, overdue_s, seconds_between, width
+from .text import (
+    SEV_ORDER,
+    _sev,
+    _text,
+    after_code,
+    fit,
+    fmt_ts,
+    headline,
+    overdue_s,
+    seconds_between,
+    width,
+)
 
 # Ranks, smallest first: the gateway's own failures (nothing else works
 # without them), then faults past the site's response deadline (most overdue

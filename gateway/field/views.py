@@ -15,11 +15,41 @@ from protocols.models import trigger_text
 
 from .i18n import age, size, t
 from .problems import device_rank, problem_subject, problem_text, problems
-from .screen import due_value, fault_block, fault_sort_key, render_device, render_status, state_line, title_lines
-from .text import Style, _sev, _text, after_code, fmt_ts, headline, overdue_s, seconds_between, table, without_code
+from .screen import (
+    due_value,
+    fault_block,
+    fault_sort_key,
+    render_device,
+    render_status,
+    state_line,
+    title_lines,
+)
+from .text import (
+    Style,
+    _sev,
+    _text,
+    after_code,
+    fmt_ts,
+    headline,
+    overdue_s,
+    seconds_between,
+    table,
+    without_code,
+)
 
-__all__ = ["device_rank", "headline", "problem_subject", "problem_text", "problems", "render_device",
-           "render_status", "render_status_all", "render_explain", "render_faults", "explain_dict"]
+__all__ = [
+    "device_rank",
+    "explain_dict",
+    "headline",
+    "problem_subject",
+    "problem_text",
+    "problems",
+    "render_device",
+    "render_explain",
+    "render_faults",
+    "render_status",
+    "render_status_all",
+]
 
 # The one-screen status and the device view are in screen.py, the problem
 # list in problems.py; both are re-exported here for the commands and tests.

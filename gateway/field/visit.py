@@ -19,7 +19,15 @@ from __future__ import annotations
 import sys
 
 from . import i18n
-from .client import DaemonDenied, DaemonDown, DaemonError, daemon_error, err, load_site, print_json
+from .client import (
+    DaemonDenied,
+    DaemonDown,
+    DaemonError,
+    daemon_error,
+    err,
+    load_site,
+    print_json,
+)
 from .i18n import age, t
 from .screen import due_value, fault_sort_key
 from .status import recorded_status

@@ -49,10 +49,10 @@ VISIT: dict[str, tuple[str, str]] = {
     "vz.bring.part": ("the spare parts named in the remedy steps", "处理步骤中提到的备件"),
     "vz.bring.manufacturer": ("the manufacturer: call them before going", "厂家：出发前先联系厂家"),
     "vz.never_maintenance_card": (
-        "Never use the 维修卡 (初始化卡) to clear a fault: on a controller it is the initialise card, it wipes "
-        "gas and passwords, and the customer's card fails until the office remakes it as a 换表补气卡",
-        "切勿用维修卡（初始化卡）清除故障：在控制器上它是初始化卡，会清除气量和密码，用户卡随即失效，"
-        "须由营业厅重新制作换表补气卡"),
+        ("Never use the 维修卡 (初始化卡) to clear a fault: on a controller it is the initialise card, it wipes "
+         "gas and passwords, and the customer's card fails until the office remakes it as a 换表补气卡"),
+        ("切勿用维修卡（初始化卡）清除故障：在控制器上它是初始化卡，会清除气量和密码，用户卡随即失效，"
+         "须由营业厅重新制作换表补气卡")),
     "vz.fill_in": ("TO FILL IN ON SITE", "现场填写"),
     "vz.service_type": ("service type", "服务类型"),
     "vz.service_types": ("[ ] inspection  [ ] repair  [ ] other", "[ ] 巡检  [ ] 维修  [ ] 其他"),

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import copy
 
-from protocols.models import load_models
-
 from gateway.field.status import fault_entry
+from protocols.models import load_models
 
 NOW = "2026-11-23T08:30:00.000Z"
 MODELS = load_models()

@@ -11,10 +11,9 @@ import pytest
 
 from gateway.field import views
 from gateway.field.text import width
-
 from protocols.models import load_models
 
-from .conftest import check_golden
+from .conftest import GOLDEN, check_golden
 from .sites import seven_devices, seven_devices_stopped
 
 LANGS = ["en", "zh"]
@@ -185,3 +184,16 @@ def test_faults_screen_puts_overdue_first_and_says_by_how_long(lang):
     check_golden(f"faults_overdue.{lang}.txt", out)
     heads = [x.split()[0] for x in out.splitlines() if re.match(r"\S+ \(", x)]
     assert heads[:2] == ["m-01", "m-02"]
+
+
+# --------------------------------------------------------------------------- the docs print the screens
+
+@pytest.mark.parametrize("name", [
+    "status_screen.en.txt", "status_screen.zh.txt", "status_screen_stopped.en.txt",
+    "status_screen_stopped.zh.txt", "status_device.en.txt", "status_device.zh.txt", "status_all.en.txt",
+    "visit_m-01.en.txt", "visit_c-01.zh.txt",
+])
+def test_docs_cli_prints_the_screens_as_they_are(name):
+    doc = (GOLDEN.parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert "```\n" + (GOLDEN / name).read_text(encoding="utf-8") + "```\n" in doc, \
+        f"docs/cli.md does not show {name} as it is now"

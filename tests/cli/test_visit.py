@@ -4,7 +4,6 @@ and from the state folder, are in test_site.py (they need the rig)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
