@@ -186,8 +186,7 @@ class Daemon:
                 if rep is not None:
                     rep.sent(body["values"], errors, now)
         for ev in events:
-            body = payloads.envelope(ev.ts)
-            body.update(ev.payload())
+            body = payloads.fault_event(ev, self.cfg.service)
             msgs.append(Message(self.topics.event(d.name), body, Priority.EVENT))
             log.warning("device %s: fault %s %s", d.name, ev.code, ev.state) if ev.state == "raised" \
                 else log.info("device %s: fault %s %s", d.name, ev.code, ev.state)
@@ -202,7 +201,7 @@ class Daemon:
         refresh = max(STATE_REFRESH_S, d.cfg.report.heartbeat_s) if d.cfg.report else STATE_REFRESH_S
         if sig != last_sig or now - last_at >= refresh:
             msgs.append(Message(self.topics.state(d.name),
-                                payloads.state(d, self.bus_of[d.name], active),
+                                payloads.state(d, self.bus_of[d.name], active, self.cfg.service),
                                 Priority.STATE, retain=True))
             self._state_sent[d.name] = (sig, now)
         kv = None

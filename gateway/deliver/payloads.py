@@ -6,8 +6,10 @@ consumer relies on is built here, in one place, so the contract has one owner.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 
 from gateway.site import clock
+from gateway.site.config.types import DEFAULTS
 
 SCHEMA_VERSION = 1
 
@@ -62,28 +64,58 @@ def telemetry(d, reading) -> dict:
     return body
 
 
-def fault_summary(code: str, info: dict, model) -> dict:
+def respond_within_h(service, severity: str | None):
+    """Hours to the first response the site promises for a fault of this
+    severity ([service] respond_within_h; 0: no promise)."""
+    table = service.respond_within_h if service is not None else DEFAULTS["service"]["respond_within_h"]
+    return table.get(severity, 0)
+
+
+def respond_by(since: str | None, hours) -> str | None:
+    """since + hours, in the payloads' own timestamp form; None without a promise."""
+    if not hours or not since:
+        return None
+    try:
+        t0 = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    t = (t0 + timedelta(hours=hours)).astimezone(timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def fault_event(ev, service=None) -> dict:
+    """The fault event body (docs/mqtt.md): the interpreter's event and the
+    site's response promise for its severity."""
+    body = envelope(ev.ts)
+    body.update(ev.payload())
+    body["respond_within_h"] = respond_within_h(service, ev.fault.severity)
+    return body
+
+
+def fault_summary(code: str, info: dict, model, service=None) -> dict:
     out = {"code": code, "since": info.get("since")}
     try:
         f = model.fault(code)
     except KeyError:
         return out
+    hours = respond_within_h(service, f.severity)
     out.update({
         "kind": f.kind, "severity": f.severity, "valve_closed": f.valve_closed,
         "site_visit": f.site_visit, "ref": f.ref,
         "meaning": {"zh": f.zh.meaning, "en": f.en.meaning},
         "remedy": {"zh": f.zh.remedy[0] if f.zh.remedy else "", "en": f.en.remedy[0] if f.en.remedy else ""},
         "cleared_by": {"code": f.cleared_by, "zh": f.zh.cleared_by, "en": f.en.cleared_by},
+        "respond_within_h": hours, "respond_by": respond_by(out["since"], hours),
     })
     if info.get("flapping"):
         out["flapping"] = True
     return out
 
 
-def state(d, bus_name: str, active: dict) -> dict:
+def state(d, bus_name: str, active: dict, service=None) -> dict:
     faults, states = [], []
     for code, info in sorted(active.items()):
-        item = fault_summary(code, info, d.model)
+        item = fault_summary(code, info, d.model, service)
         (states if item.get("kind") == "state" else faults).append(item)
     if d.available is None:
         availability = "unknown"

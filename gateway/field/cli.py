@@ -24,6 +24,7 @@ from .run import cmd_run
 from .scan import cmd_read as read
 from .scan import cmd_scan as scan
 from .status import cmd_status as status
+from .visit import cmd_visit as visit
 from .watch import cmd_watch as watch
 
 
@@ -66,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         x.set_defaults(fn=fn)
         return x
 
-    field_cmd("status", "one screen: gateway, devices, problems first", status)
+    st = field_cmd("status", "one screen: problems first with the first step, the gateway, every device", status)
+    st.add_argument("device", nargs="?", help="one device in full: every fault and remedy step, counters, values")
+    st.add_argument("--all", action="store_true", help="the full listing: every device's counters, every fault")
     dl = field_cmd("doorlog", "a door controller's latest events, cursor, epoch and gaps", doorlog)
     dl.add_argument("controller")
     s = field_cmd("scan", "find the units that answer on a bus, and their models", scan)
@@ -82,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("devices", nargs="*")
     w.add_argument("--count", type=int, default=0, help="stop after N updates")
     field_cmd("diag", "self-test: config, ports, broker, TLS, clock, disk, buses, devices", diag)
+    v = field_cmd("visit", "a service visit record for one device, prefilled with what the gateway knows", visit)
+    v.add_argument("device")
 
     e = sub.add_parser("explain", help="what a fault code means on a model, and what to do")
     e.add_argument("model")

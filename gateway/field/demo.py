@@ -21,6 +21,8 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from .text import fmt_num
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -89,8 +91,8 @@ def live_view(port: int, stop: threading.Event) -> None:
             print(f"{stamp} {topic:<22} seq={body.get('seq')} {vals}", flush=True)
         elif topic.endswith("/event") and body.get("type") != "fault":
             what = body.get("event") or body.get("code") or body.get("type")
-            extra = " ".join(f"{k}={body[k]}" for k in ("door", "card", "holder_type", "card_valid", "range")
-                             if k in body)
+            extra = " ".join(f"{k}={fmt_num(body[k])}" for k in ("door", "card", "holder_type", "card_valid",
+                                                                  "range") if k in body)
             print(f"{stamp} {topic:<22} seq={body.get('seq')} {what} {extra}", flush=True)
         elif topic.endswith("/event"):
             meaning = body.get("meaning", {}).get("en", "")
@@ -103,8 +105,8 @@ def live_view(port: int, stop: threading.Event) -> None:
                   flush=True)
         elif msg.topic.endswith("/status"):
             topic = "status"
-            print(f"{stamp} {'gateway/status':<22} online={body.get('online')} backlog="
-                  f"{(body.get('backlog') or {}).get('backlog_msgs')}", flush=True)
+            print(f"{stamp} {'gateway/status':<22} online={fmt_num(body.get('online'))} backlog="
+                  f"{fmt_num((body.get('backlog') or {}).get('backlog_msgs'))}", flush=True)
 
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="edgegw-demo-view")
     client.on_message = on_message
@@ -117,7 +119,7 @@ def live_view(port: int, stop: threading.Event) -> None:
 
 
 def _fmt(v) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+    return f"{v:.3f}" if isinstance(v, float) else fmt_num(v)
 
 
 def _stop(proc: subprocess.Popen | None) -> None:
@@ -145,8 +147,9 @@ def main(args) -> int:
         broker = start_broker(workdir, port)
         sim, where = start_simulator(workdir, args.scenario or "demo")
         cfg = write_config(workdir, port, where)
-        print(f"edgegw demo: broker 127.0.0.1:{port}, simulators {where['buses']}, "
-              f"config {cfg}, logs in {workdir}", flush=True)
+        buses = ", ".join(f"{name}={port_}" for name, port_ in where["buses"].items())
+        print(f"edgegw demo: broker 127.0.0.1:{port}, simulators {buses}, config {cfg}, logs in {workdir}",
+              flush=True)
         viewer = threading.Thread(target=live_view, args=(port, stop), daemon=True)
         viewer.start()
         gw = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(cfg)],

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from .visit_strings import VISIT
+
 LANGS = ("en", "zh")
 
 S: dict[str, tuple[str, str]] = {
@@ -110,7 +112,53 @@ S: dict[str, tuple[str, str]] = {
                        "离线：自 {since} 起无应答（最后错误：{err}）"),
     "pb.never": ("has not answered since the daemon started (last error: {err})",
                  "守护进程启动后从未应答（最后错误：{err}）"),
-    "pb.fault": ("{code}: {meaning} ({sev}, since {since})", "{code}：{meaning}（{sev}，自 {since} 起）"),
+    "pb.fault": ("{code}: {meaning} ({sev}, since {since}{due})", "{code}：{meaning}（{sev}，自 {since} 起{due}）"),
+    "pb.due": (", {due}", "，{due}"),
+    "pb.clock_short": ("not NTP-synchronised: timestamps go out marked ts_synced=false",
+                       "未经NTP同步：时间戳标记为 ts_synced=false"),
+    "pb.due_short": (" ({due})", "（{due}）"),
+    "pb.unavailable_for": ("no answer for {age} (last error: {err})", "{age}无应答（最后错误：{err}）"),
+    # the first thing to do about a problem that is not a catalogued fault
+    "do.daemon_down": ("start it: systemctl start edgegw", "启动：systemctl start edgegw"),
+    "do.diag": ("edgegw diag", "运行 edgegw diag"),
+    "do.unavailable": ("check its power and the bus wiring; edgegw diag", "检查设备供电和总线接线；运行 edgegw diag"),
+    "do.clock": ("check timedatectl", "检查 timedatectl"),
+    # response deadlines ([service] respond_within_h)
+    "st.respond_by": ("respond by", "响应时限"),
+    "due.value": ("{by} (within {h} h), {state}", "{by}（{h}小时内），{state}"),
+    "due.overdue": ("overdue {age}", "已超时{age}"),
+    "due.left": ("{age} left", "还剩{age}"),
+    # the one-screen status (field/screen.py)
+    "ss.problems": ("PROBLEMS ({n}), worst first; after -> what to do first",
+                    "问题（{n}），最严重的在前；-> 后为首先要做的"),
+    "ss.more_problems": ("{n} more: edgegw status --all", "另有 {n} 项未显示：edgegw status --all"),
+    "ss.more_devices": ("{n} more devices, without problems: edgegw status --all",
+                        "另有 {n} 台设备无问题：edgegw status --all"),
+    "ss.hint": ("one device: edgegw status DEVICE; everything: edgegw status --all; all steps: edgegw faults",
+                "单台设备：edgegw status 设备名；全部：edgegw status --all；全部处理步骤：edgegw faults"),
+    "ss.daemon": ("daemon running (pid {pid}), up {up}", "守护进程运行中（pid {pid}），已运行 {up}"),
+    "ss.daemon_down": ("daemon not running ({why})", "守护进程未运行（{why}）"),
+    "ss.broker": ("broker {where} connected", "MQTT服务器 {where} 已连接"),
+    "ss.broker_down": ("broker {where} NOT connected{err}", "MQTT服务器 {where} 未连接{err}"),
+    "ss.clock_ok": ("clock synchronised", "时钟已同步"),
+    "ss.clock_bad": ("clock not synchronised", "时钟未同步"),
+    "ss.backlog": ("backlog {n} messages ({size}), oldest {age}", "积压 {n} 条消息（{size}），最早 {age}"),
+    "ss.dropped": ("dropped: telemetry {telemetry}, state {state}, events {event}",
+                   "已丢弃：遥测 {telemetry}，状态 {state}，事件 {event}"),
+    "ss.store": ("store {health}", "存储{health}"),
+    "ss.bus": ("bus {name} {conn}, {timeouts} timeouts, {crc} CRC errors",
+               "总线 {name} {conn}，超时 {timeouts}，CRC错误 {crc}"),
+    "ss.device_title": ("edgegw status {name}: gateway {gw}{site}, {ts}", "edgegw 状态 {name}：网关 {gw}{site}，{ts}"),
+    "ss.last_error": ("last error", "最后错误"),
+    "ss.busunit": ("bus/unit", "总线/地址"),
+    "ss.avail": ("availability", "可用性"),
+    "ss.last_good": ("last good read", "最后成功读取"),
+    "ss.when_ago": ("{ts} ({ago})", "{ts}（{ago}）"),
+    "ss.counters": ("counters", "计数"),
+    "ss.counters_v": (("{polls} polls, {ok} ok, {timeouts} timeouts, {crc} CRC errors, {exc} exceptions, "
+                       "{bad} bad values"),
+                      "轮询 {polls}，成功 {ok}，超时 {timeouts}，CRC错误 {crc}，异常响应 {exc}，无效值 {bad}"),
+    "ss.values": ("VALUES", "数值"),
 
     # -- explain -----------------------------------------------------------------
     "ex.flags": ("severity {sev} | kind {kind} | valve {valve} | site visit {visit} | manual {ref} | debounce {debounce}",
@@ -266,6 +314,9 @@ S: dict[str, tuple[str, str]] = {
     "er.watch_needs_daemon": ("watch needs the running daemon", "实时监视需要守护进程运行"),
     "er.state_unreadable": ("cannot read {path}: {why}", "无法读取 {path}：{why}"),
 }
+
+# The visit record's own words (field/visit_strings.py), kept beside it.
+S.update(VISIT)
 
 
 def norm(lang: str | None) -> str | None:

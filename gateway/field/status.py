@@ -3,6 +3,7 @@ or with the daemon stopped, from what it last wrote to the state folder."""
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -12,21 +13,23 @@ from gateway.deliver import payloads
 from gateway.site import clock
 from gateway.site.state import StateStore
 
+from . import i18n
 from .client import (
     DaemonDenied,
     DaemonDown,
     DaemonError,
     daemon_error,
+    err,
     load_site,
     print_json,
     socket_path,
 )
-from .views import problems, render_status
+from .views import problems, render_device, render_status, render_status_all
 
 
-def fault_entry(code: str, info: dict, model) -> dict:
+def fault_entry(code: str, info: dict, model, service=None) -> dict:
     """The state topic's fault summary, plus every remedy step for `edgegw faults`."""
-    item = payloads.fault_summary(code, info, model)
+    item = payloads.fault_summary(code, info, model, service)
     try:
         f = model.fault(code)
     except KeyError:
@@ -36,11 +39,11 @@ def fault_entry(code: str, info: dict, model) -> dict:
     return item
 
 
-def split_active(active: dict, model) -> tuple[list[dict], list[dict]]:
+def split_active(active: dict, model, service=None) -> tuple[list[dict], list[dict]]:
     faults: list[dict] = []
     states: list[dict] = []
     for code, info in sorted(active.items()):
-        item = fault_entry(code, info or {}, model)
+        item = fault_entry(code, info or {}, model, service)
         (states if item.get("kind") == "state" else faults).append(item)
     return faults, states
 
@@ -51,7 +54,7 @@ def _availability(available) -> str:
 
 def device_entry(daemon, name: str) -> dict:
     rt = daemon.runtimes[name]
-    faults, states = split_active(daemon.interps[name].active(), rt.model)
+    faults, states = split_active(daemon.interps[name].active(), rt.model, getattr(daemon.cfg, "service", None))
     return {
         "name": name, "model": rt.model.id, "model_name": {"en": rt.model.name_en, "zh": rt.model.name_zh},
         "bus": daemon.bus_of[name], "unit": rt.cfg.unit, "availability": _availability(rt.available),
@@ -109,7 +112,7 @@ def recorded_status(cfg, models, why: str) -> dict:
             continue
         model = models.get(dc.model)
         rec = (recorded or {}).get(dc.name) or {}
-        faults, states = split_active(rec.get("active") or {}, model) if model else ([], [])
+        faults, states = split_active(rec.get("active") or {}, model, cfg.service) if model else ([], [])
         body["devices"].append({
             "name": dc.name, "model": dc.model,
             "model_name": {"en": model.name_en, "zh": model.name_zh} if model else {},
@@ -153,9 +156,17 @@ def _mtime_iso(path: Path) -> str | None:
 
 
 def cmd_status(args) -> int:
+    """`edgegw status [DEVICE] [--all]`: one screen; one device in full; or
+    the full listing. --json is always the whole status (of one device when
+    DEVICE is given)."""
     site = load_site(args)
     if isinstance(site, int):
         return site
+    device = getattr(args, "device", None)
+    names = [d.name for d in site.cfg.devices if d.enabled]
+    if device is not None and device not in names:
+        err(i18n.t(site.lang, "fl.unknown_device", name=device, known=", ".join(names) or "-"))
+        return 2
     try:
         with site.client() as c:
             st = c.request("status")
@@ -167,10 +178,18 @@ def cmd_status(args) -> int:
         rc = 2
     except DaemonError as exc:
         return daemon_error(site, exc)
+    if device is not None:
+        st = {**st, "devices": [d for d in st.get("devices") or [] if d["name"] == device]}
     if args.json:
         print_json(st)
+    elif device is not None:
+        sys.stdout.write(render_device(st, device, site.lang, site.color))
+    elif getattr(args, "all", False):
+        sys.stdout.write(render_status_all(st, site.lang, site.color))
     else:
-        sys.stdout.write(render_status(st, site.lang, site.color))
+        # the terminal's size; piped, 100x30 (COLUMNS/LINES when set)
+        size = shutil.get_terminal_size((100, 30))
+        sys.stdout.write(render_status(st, site.lang, site.color, width=size.columns, height=size.lines))
     if rc is None:
         rc = 1 if any(p["level"] == "fail" for p in problems(st)) else 0
     return rc

@@ -5,7 +5,9 @@ Colour is only used when the output is a terminal: an engineer pipes
 `edgegw status` into a ticket or a log, and escape codes would be noise there.
 """
 
+import json
 import os
+import re
 import sys
 import unicodedata
 from datetime import datetime, timezone
@@ -86,6 +88,20 @@ def clip(s: str, cols: int) -> str:
 
 
 
+MARK = "..."   # ASCII: "…" is of ambiguous width, two cells on many Chinese terminals
+
+
+def fit(s: str, cols: int) -> str:
+    """`s` in at most `cols` display cells, the cut marked with "..."; a
+    clipped line must not pass for the whole text."""
+    if width(_SGR.sub("", s)) <= cols:
+        return s
+    return clip(s, max(0, cols - len(MARK))) + MARK
+
+
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def pad(s: str, w: int, right: bool = False) -> str:
     fill = " " * max(0, w - width(s))
     return fill + s if right else s + fill
@@ -147,11 +163,15 @@ def seconds_between(now: str | None, then: str | None) -> float | None:
 
 
 def fmt_num(v) -> str:
+    """A value as an engineer reads it: numbers short, booleans and
+    anything structured as JSON, never a Python repr."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
         return f"{v:.7g}"
-    return str(v)
+    if isinstance(v, (int, str)):
+        return str(v)
+    return json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 
@@ -165,3 +185,71 @@ def _text(item: dict, key: str, lang: str) -> str:
     if isinstance(v, dict):
         return v.get(lang) or v.get("en") or ""
     return v or ""
+
+
+
+# --------------------------------------------------------------------------- a code said once
+
+# Some catalogue meanings start as the display shows them ("ERR-1: magnetic
+# attack. ...", "显示“请速购气”：..."): next to the code that is the code twice.
+_SENTENCE_END = re.compile(r"[.;](?=\s)|[。；]")
+_HEAD_MAX = 80
+_RULE = ("Gateway rule: ", "网关规则：")
+
+
+def _head(meaning: str) -> int:
+    """Where the text after a leading "head:" starts, or 0."""
+    m = re.search(r"[:：]\s*", meaning[:_HEAD_MAX + 2])
+    if not m or _SENTENCE_END.search(meaning[:m.start()]):
+        return 0
+    return m.end()
+
+
+def names_code(code: str, text: str) -> bool:
+    if code.isascii():
+        # "t" is a code on the MHCG: as a token only, not the letter in "the"
+        return re.search(rf"(?<![A-Za-z0-9_-]){re.escape(code)}(?![A-Za-z0-9_-])", text) is not None
+    return code in text
+
+
+def _rest(meaning: str, end: int) -> str:
+    rest = meaning[end:]
+    return rest[:1].upper() + rest[1:] if rest[:1].isascii() else rest
+
+
+def without_code(code: str, meaning: str) -> str:
+    """The meaning without a leading "CODE:", for a block under the code's heading."""
+    end = _head(meaning)
+    return _rest(meaning, end) if end and meaning[:end].rstrip(" :：") == code else meaning
+
+
+def after_code(code: str, meaning: str) -> str:
+    """The meaning for a line that shows the code already: a head naming the
+    code ("Display 请速购气 (buy gas now):", "关阀+故障+ERR-1：") is dropped."""
+    end = _head(meaning)
+    return _rest(meaning, end) if end and names_code(code, meaning[:end]) else meaning
+
+
+def headline(code: str, meaning: str) -> str:
+    """The first sentence of what the code means, for a one-line summary."""
+    text = after_code(code, meaning)
+    for rule in _RULE:
+        if text.startswith(rule):
+            text = _rest(text, len(rule))
+    return _SENTENCE_END.split(text, maxsplit=1)[0].strip().rstrip(".;。；")
+
+
+# --------------------------------------------------------------------------- response deadlines
+
+def overdue_s(f: dict, now: str | None) -> float | None:
+    """Seconds past the fault's response deadline (negative: time left), or
+    None when the site promises nothing for it."""
+    by = f.get("respond_by")
+    a, b = parse_iso(now), parse_iso(by)
+    if a is None or b is None:
+        return None
+    return a - b
+
+
+def hours(h) -> str:
+    return f"{h:g}"

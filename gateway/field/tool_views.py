@@ -121,9 +121,13 @@ def render_watch_table(events: dict[str, dict], lang: str, color: bool = False, 
 
 
 def watch_line(ev: dict, lang: str) -> str:
+    """One reading, piped: words and key=value pairs (a value that is not a
+    number or a word as JSON), so grep and awk can read it."""
     r = watch_row(ev, lang)
-    ts = ev.get("ts") or ""
-    return f"{ts} {r[0]} {r[1]} {r[3]} faults={r[4]} {r[5]}".rstrip()
+    ts = ev.get("ts") or "-"
+    edges = " ".join(f"{e.get('state')}={e.get('code')}" for e in ev.get("edges") or [] if isinstance(e, dict))
+    lost = t(lang, "wt.lost", n=ev["lost"]) if ev.get("lost") else ""
+    return " ".join(x for x in (ts, r[0], r[1], r[3], f"faults={r[4]}", edges, r[5], lost) if x)
 
 
 

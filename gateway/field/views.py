@@ -14,101 +14,45 @@ from __future__ import annotations
 from protocols.models import trigger_text
 
 from .i18n import age, size, t
-from .text import SEV_ORDER, Style, _sev, _text, fmt_ts, seconds_between, table
+from .problems import device_rank, problem_subject, problem_text, problems
+from .screen import (
+    due_value,
+    fault_block,
+    fault_sort_key,
+    render_device,
+    render_status,
+    state_line,
+    title_lines,
+)
+from .text import (
+    Style,
+    _sev,
+    _text,
+    after_code,
+    fmt_ts,
+    headline,
+    overdue_s,
+    seconds_between,
+    table,
+    without_code,
+)
 
-# --------------------------------------------------------------------------- terminal
+__all__ = [
+    "device_rank",
+    "explain_dict",
+    "headline",
+    "problem_subject",
+    "problem_text",
+    "problems",
+    "render_device",
+    "render_explain",
+    "render_faults",
+    "render_status",
+    "render_status_all",
+]
 
-
-# --------------------------------------------------------------------------- time
-
-
-# --------------------------------------------------------------------------- status
-
-
-def problems(st: dict) -> list[dict]:
-    """What is wrong on this site, worst first: {level, subject, key, args, device}.
-
-    The exit code of `edgegw status` follows from this list (any "fail": 1),
-    so the screen and the exit code can never disagree."""
-    out: list[dict] = []
-    d = st.get("daemon") or {}
-    gw = st.get("gateway") or {}
-    if not d.get("running"):
-        out.append({"level": "fail", "subject": gw.get("id") or "gateway", "key": "pb.daemon_down",
-                    "args": {}, "rank": (0, 0)})
-    else:
-        br = st.get("broker") or {}
-        if not br.get("connected"):
-            err = br.get("last_error")
-            out.append({"level": "fail", "subject": "mqtt", "key": "pb.broker_down", "rank": (0, 1),
-                        "args": {"where": f"{br.get('host')}:{br.get('port')}", "err": f" ({err})" if err else ""}})
-        ob = st.get("outbox") or {}
-        if ob.get("health") not in (None, "ok"):
-            out.append({"level": "fail", "subject": "outbox", "key": "pb.store", "rank": (0, 2),
-                        "args": {"health": ob.get("health"), "detail": ob.get("health_detail") or ""}})
-        for name, b in sorted((st.get("buses") or {}).items()):
-            if not b.get("connected"):
-                out.append({"level": "fail", "subject": name, "key": "pb.bus_down", "rank": (0, 3),
-                            "args": {"bus": name, "err": b.get("last_connect_error") or "-"}})
-        if (ob.get("dropped") or {}).get("event"):
-            out.append({"level": "warn", "subject": "outbox", "key": "pb.event_drops", "rank": (1, 2),
-                        "args": {"n": ob["dropped"]["event"]}})
-        if (ob.get("oldest_age_s") or 0) > 600:
-            out.append({"level": "warn", "subject": "outbox", "key": "pb.backlog_old", "rank": (1, 3),
-                        "args": {"age_s": ob["oldest_age_s"]}})
-        if (st.get("clock") or {}).get("synced") is False:
-            out.append({"level": "warn", "subject": "clock", "key": "pb.clock", "args": {}, "rank": (1, 4)})
-    for dev in st.get("devices") or []:
-        name = dev["name"]
-        if dev.get("availability") == "unavailable":
-            key = "pb.unavailable" if dev.get("last_good_ts") else "pb.never"
-            # after a critical fault (gas), before the rest: a silent device tells us nothing
-            out.append({"level": "fail", "subject": name, "device": name, "key": key, "rank": (0, 4.05),
-                        "args": {"since": dev.get("last_good_ts"), "err": dev.get("last_error") or "-"}})
-        for f in dev.get("faults") or []:
-            sev = f.get("severity")
-            level = "fail" if sev in ("critical", "major") else "warn"
-            out.append({"level": level, "subject": name, "device": name, "key": "pb.fault",
-                        "rank": (0 if level == "fail" else 1, 4 + SEV_ORDER.get(sev, 3) / 10),
-                        "args": {"code": f["code"], "meaning": f.get("meaning"), "sev": sev,
-                                 "since": f.get("since")}})
-    out.sort(key=lambda p: (p["rank"], p["subject"]))
-    for p in out:
-        del p["rank"]
-    return out
-
-
-_SUBJECTS = {"clock": "st.clock", "mqtt": "st.broker", "outbox": "st.backlog"}
-
-
-def problem_subject(p: dict, lang: str) -> str:
-    key = None if p.get("device") else _SUBJECTS.get(p["subject"])
-    return t(lang, key) if key else p["subject"]
-
-
-def problem_text(p: dict, lang: str) -> str:
-    a = dict(p["args"])
-    if p["key"] == "pb.fault":
-        a["meaning"] = a["meaning"].get(lang) or a["meaning"].get("en") if isinstance(a["meaning"], dict) \
-            else (a["meaning"] or "")
-        a["sev"] = _sev(lang, a["sev"])
-        a["since"] = fmt_ts(a["since"])
-    elif p["key"] in ("pb.unavailable",):
-        a["since"] = fmt_ts(a["since"])
-    elif p["key"] == "pb.backlog_old":
-        a = {"age": age(a["age_s"], lang)}
-    return t(lang, p["key"], **a)
-
-
-def device_rank(st: dict) -> dict[str, tuple]:
-    """Devices with problems first (worst first), then the rest by name."""
-    worst: dict[str, tuple] = {}
-    for i, p in enumerate(problems(st)):
-        dev = p.get("device")
-        if dev and dev not in worst:
-            worst[dev] = (0, i)
-    return {d["name"]: worst.get(d["name"], (1, 0)) for d in st.get("devices") or []}
-
+# The one-screen status and the device view are in screen.py, the problem
+# list in problems.py; both are re-exported here for the commands and tests.
 
 def _counters(c: dict | None) -> list[str]:
     if not c:
@@ -119,23 +63,13 @@ def _counters(c: dict | None) -> list[str]:
             str(c.get("crc", 0) + c.get("short_response", 0)), str(exc), str(bad)]
 
 
-def render_status(st: dict, lang: str, color: bool = False) -> str:
+def render_status_all(st: dict, lang: str, color: bool = False) -> str:
+    """`edgegw status --all`: the gateway, every device with its counters,
+    every problem and every active fault in full."""
     s = Style(color)
-    gw = st.get("gateway") or {}
     d = st.get("daemon") or {}
     now = st.get("ts")
-    site = f" ({gw['site']})" if gw.get("site") else ""
-    lines = [s.bold(t(lang, "st.title", gw=gw.get("id", "?"), site=site, ts=fmt_ts(now)))]
-    if not d.get("running"):
-        lines.append(s.red(t(lang, "st.down_title")))
-        rec = st.get("recorded") or {}
-        if rec.get("error"):
-            # typically a group member: state.json is the service user's alone
-            lines.append(s.yellow(t(lang, "er.state_unreadable", path=rec.get("path"), why=rec["error"])))
-        elif rec.get("when"):
-            lines.append(t(lang, "st.recorded", path=rec.get("path"), when=fmt_ts(rec.get("when"))))
-        else:
-            lines.append(t(lang, "st.no_record", path=rec.get("path")))
+    lines = title_lines(st, lang, s)
     lines.append("")
 
     pbs = problems(st)
@@ -208,23 +142,10 @@ def render_status(st: dict, lang: str, color: bool = False) -> str:
             continue
         lines.append("")
         lines.append(s.bold(f"{dev['name']} ({dev.get('model')}, {dev.get('bus')}/{dev.get('unit')})"))
-        for f in sorted(faults, key=lambda f: (SEV_ORDER.get(f.get("severity"), 9), f["code"])):
-            level = "fail" if f.get("severity") in ("critical", "major") else "warn"
-            head = t(lang, "st.fault_head", code=f["code"], sev=_sev(lang, f.get("severity")),
-                     since=fmt_ts(f.get("since")), age=age(seconds_between(now, f.get("since")), lang),
-                     ref=f.get("ref") or "-")
-            lines.append("  " + s.level(level, head))
-            if f.get("flapping"):
-                lines.append("    " + s.yellow(t(lang, "st.flapping")))
-            cleared = f.get("cleared_by") or {}
-            card = cleared.get("code")
-            rows = [[t(lang, "st.meaning"), _text(f, "meaning", lang)],
-                    [t(lang, "st.do_first"), _text(f, "remedy", lang)],
-                    [t(lang, "st.cleared_by"), (cleared.get(lang) or cleared.get("en") or "")
-                     + (f" [{card}]" if card else "")]]
-            lines += table(None, rows, indent=4, style=s)
+        for f in sorted(faults, key=lambda f: fault_sort_key(f, now)):
+            lines += fault_block(f, lang, now, s)
         for f in states:
-            lines.append("  " + t(lang, "st.state", code=f["code"], meaning=_text(f, "meaning", lang)))
+            lines.append(state_line(f, lang))
     return "\n".join(lines) + "\n"
 
 
@@ -252,7 +173,8 @@ def render_explain(e: dict, lang: str, color: bool = False) -> str:
                  lang, "ex.flags", sev=_sev(lang, e["severity"]), kind=t(lang, f"ex.kind.{e['kind']}"),
                  valve=t(lang, "ex.valve_closed" if e["valve_closed"] else "ex.valve_open"),
                  visit=t(lang, "yes" if e["site_visit"] else "no"), ref=e["ref"], debounce=e["debounce"]),
-             "", s.bold(t(lang, "ex.meaning")), "  " + x["meaning"], "", s.bold(t(lang, "ex.causes"))]
+             "", s.bold(t(lang, "ex.meaning")), "  " + without_code(e["code"], x["meaning"]), "",
+             s.bold(t(lang, "ex.causes"))]
     lines += [f"  {i}. {c}" for i, c in enumerate(x["causes"], 1)]
     lines += ["", s.bold(t(lang, "ex.remedy"))]
     lines += [f"  {i}. {r}" for i, r in enumerate(x["remedy"], 1)]
@@ -269,20 +191,30 @@ def render_faults(data: dict, lang: str, color: bool = False) -> str:
     lines = []
     if data.get("note"):
         lines += [s.yellow(data["note"]), ""]
+    now = data.get("ts")
     active = [dv for dv in data.get("active") or [] if dv.get("faults") or dv.get("states")]
+    # the device with the most urgent fault first: past its deadline, then by severity
+    active.sort(key=lambda dv: (min((fault_sort_key(f, now) for f in dv.get("faults") or []),
+                                    default=(9,)), dv["name"]))
     n = sum(len(dv.get("faults") or []) for dv in active)
     lines.append(s.bold(t(lang, "fl.active", n=n) if n else t(lang, "fl.no_active")))
-    now = data.get("ts")
+    colon = "：" if lang == "zh" else ": "
     for dv in active:
         lines.append(s.bold(f"{dv['name']} ({dv.get('model')}, {dv.get('bus')}/{dv.get('unit')})"))
-        for f in dv.get("faults") or []:
+        for f in sorted(dv.get("faults") or [], key=lambda f: fault_sort_key(f, now)):
             level = "fail" if f.get("severity") in ("critical", "major") else "warn"
+            due = due_value(f, now, lang)
+            late = overdue_s(f, now)
+            if late is not None and late > 0:
+                level = "fail"
             lines.append("  " + s.level(level, t(
                 lang, "st.fault_head", code=f["code"], sev=_sev(lang, f.get("severity")),
                 since=fmt_ts(f.get("since")), age=age(seconds_between(now, f.get("since")), lang),
                 ref=f.get("ref") or "-")))
-            colon = "：" if lang == "zh" else ": "
-            lines.append(f"    {t(lang, 'st.meaning')}{colon}{_text(f, 'meaning', lang)}")
+            if due:
+                lines.append(f"    {t(lang, 'st.respond_by')}{colon}" + (s.red(due) if level == "fail" and late
+                                                                          and late > 0 else due))
+            lines.append(f"    {t(lang, 'st.meaning')}{colon}{without_code(f['code'], _text(f, 'meaning', lang))}")
             steps = (f.get("remedy_steps") or {}).get(lang) or [_text(f, "remedy", lang)]
             lines.append(f"    {t(lang, 'fl.remedy')}{colon.rstrip()}")
             lines += [f"      {i}. {r}" for i, r in enumerate(steps, 1)]
@@ -290,7 +222,7 @@ def render_faults(data: dict, lang: str, color: bool = False) -> str:
             lines.append(f"    {t(lang, 'st.cleared_by')}{colon}{cleared.get(lang) or ''}"
                          + (f" [{cleared['code']}]" if cleared.get("code") else ""))
         for f in dv.get("states") or []:
-            lines.append("  " + t(lang, "st.state", code=f["code"], meaning=_text(f, "meaning", lang)))
+            lines.append(state_line(f, lang))
     lines.append("")
     hist = data.get("history") or []
     if not hist:
@@ -303,7 +235,7 @@ def render_faults(data: dict, lang: str, color: bool = False) -> str:
             rows.append([fmt_ts(h.get("ts")), h.get("device", "-"), h.get("code", "-"),
                          (t(lang, state) if state in ("raised", "cleared") else str(state),
                           s.red if state == "raised" else s.green),
-                         _sev(lang, h.get("severity")), _text(h, "meaning", lang)])
+                         _sev(lang, h.get("severity")), after_code(h.get("code", ""), _text(h, "meaning", lang))])
         lines += table([t(lang, k) for k in ("col.time", "col.device", "col.code", "col.event",
                                              "col.severity", "col.meaning")], rows, style=s)
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ import asyncio
 import grp
 import json
 import os
+import re
 import socket
 import stat
 import time
@@ -87,7 +88,21 @@ def test_status_live(live, cli):
     assert "FAIL  fm-03" in lines[3] and "TEMP-SENSOR" in lines[3]
     table = lines[lines.index("DEVICES") + 2]
     assert table.split()[0] == "fm-03"
-    assert "do first" in out and "cleared by" in out and "manual D3" in out
+    # one screen: each problem on one line with the first step
+    assert len(lines) <= 29 and lines[3].rstrip().endswith("-> Check the sensor wiring")
+    # the site's promise for a major fault ([service] in the rig's config: 8 h, not the default 24 h)
+    f = devs["fm-03"]["faults"][0]
+    assert f["respond_within_h"] == 8 and f["respond_by"] > f["since"]
+
+    rc, out, _ = cli("status", "fm-03", "--config", live.config)
+    assert rc == 1
+    assert "manual D3" in out and "respond by" in out and "(within 8 h)" in out and "EVC0003" in out
+    assert "1. Check the sensor wiring" in out and "2. Check the temperature sensor" in out
+    rc, out, _ = cli("status", "--all", "--config", live.config)
+    assert "do first" in out and "cleared by" in out and "POLLS" in out
+    rc, out, _ = cli("status", "fm-03", "--config", live.config, "--json")
+    assert [d["name"] for d in json.loads(out)["devices"]] == ["fm-03"]
+    assert cli("status", "nosuch", "--config", live.config)[0] == 2
 
 
 def test_status_subprocess_in_chinese(live):
@@ -172,6 +187,12 @@ def test_watch(live, cli):
     assert len(lines) == 3 + 3    # the current state of each meter, then 3 updates
     assert all(" online " in x for x in lines)
     assert any("fm-03" in x and "TEMP-SENSOR" in x for x in lines)
+    # piped through a real pipe: words and key=value pairs, never a Python repr
+    p = run_subprocess("watch", "--count", 2, "--config", live.config)
+    assert p.returncode == 0, p.stderr
+    for x in p.stdout.splitlines():
+        assert not re.search(r"\{'|\['|': |\bNone\b|\bTrue\b|\bFalse\b", x), x
+        assert re.match(r"\d{4}-\d\d-\d\dT\S+ fm-0\d online ok faults=\S+ volume_std_m3=", x), x
     rc, out, _ = cli("watch", "fm-01", "--count", 2, "--json", "--config", live.config)
     events = [json.loads(x) for x in out.splitlines()]
     assert rc == 0 and len(events) == 3 and {e["device"] for e in events} == {"fm-01"}
@@ -196,6 +217,22 @@ def test_faults_and_history(live, cli):
     # the daemon keeps the history file, as JSON lines
     recs = [json.loads(x) for x in (live.state_dir / "history.jsonl").read_text().splitlines()]
     assert any(r["code"] == "TEMP-SENSOR" and r["device"] == "fm-03" for r in recs)
+
+
+def test_visit_live(live, cli):
+    rc, out, _ = cli("visit", "fm-03", "--config", live.config, "--json")
+    assert rc == 0
+    v = json.loads(out)
+    assert v["live"] is True and v["site"] == {"gateway": GW_ID, "site": "CLI test site"}
+    dev = v["device"]
+    assert (dev["serial"], dev["serial_source"]) == ("EVC0003", "reported")   # the meter's own, not PLATE-0003
+    assert (dev["address"], dev["contact"]) == ("Boiler house, line 3", "Mr Li, ext. 8030")
+    assert [(f["code"], f["ref"], f["respond_within_h"]) for f in v["problems"]] == [("TEMP-SENSOR", "D3", 8)]
+    assert v["blank"]["arrival"] is None and v["blank"]["parts_replaced"] == []
+    rc, out, _ = cli("visit", "fm-03", "--config", live.config, "--lang", "zh")
+    assert rc == 0 and out.startswith("上门服务记录单") and "TEMP-SENSOR" in out and "手册 D3" in out
+    assert "Mr Li, ext. 8030" in out and "客户签字" in out
+    assert cli("visit", "nosuch", "--config", live.config)[0] == 2
 
 
 def _diag_shape(r: dict) -> dict:
@@ -387,6 +424,17 @@ def test_watch_faults_diag_stopped(down, cli):
     levels = {c["check"]: c["level"] for c in r["checks"]}
     assert levels["daemon"] == "fail" and levels["broker"] == "pass" and levels["config"] == "pass"
     golden_json("diag_stopped.json", _diag_shape(r))
+
+
+def test_visit_stopped_reads_the_state_folder(down, cli):
+    rc, out, err = cli("visit", "fm-03", "--config", down.config, "--json")
+    assert rc == 2 and "daemon is not running" in err
+    v = json.loads(out)
+    assert v["live"] is False and v["recorded"]["path"].endswith("state.json")
+    assert v["device"]["serial"] == "EVC0003"    # the values the daemon last recorded
+    assert [(f["code"], f["ref"]) for f in v["problems"]] == [("TEMP-SENSOR", "D3")]
+    rc, out, _ = cli("visit", "fm-03", "--config", down.config)
+    assert rc == 2 and "the daemon is not running" in out and "TEMP-SENSOR" in out
 
 
 def test_usage_errors(down, cli, tmp_path):

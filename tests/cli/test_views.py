@@ -37,12 +37,12 @@ STOPPED = json.loads((GOLDEN / "status_stopped_input.json").read_text(encoding="
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_status_screen(lang):
-    check_golden(f"status.{lang}.txt", views.render_status(STATUS, lang))
+    check_golden(f"status.{lang}.txt", views.render_status_all(STATUS, lang))
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_status_screen_daemon_stopped(lang):
-    check_golden(f"status_stopped.{lang}.txt", views.render_status(STOPPED, lang))
+    check_golden(f"status_stopped.{lang}.txt", views.render_status_all(STOPPED, lang))
 
 
 def test_status_problems_come_first_and_set_the_exit_code():
@@ -50,16 +50,17 @@ def test_status_problems_come_first_and_set_the_exit_code():
     assert [p["level"] for p in pbs] == sorted((p["level"] for p in pbs), key=["fail", "warn"].index)
     assert [(p["subject"], p["key"]) for p in pbs if p["level"] == "fail"] == [
         ("fm-02", "pb.unavailable"), ("fm-02", "pb.fault"), ("fm-03", "pb.fault")]
-    text = views.render_status(STATUS, "en")
+    text = views.render_status_all(STATUS, "en")
     rows = text.split("DEVICES\n", 1)[1].splitlines()[1:5]
     assert [r.split()[0] for r in rows] == ["fm-02", "fm-03", "fm-01", "fm-04"]
 
 
-def test_status_colour_only_when_asked():
-    assert "\x1b[" not in views.render_status(STATUS, "en", color=False)
-    coloured = views.render_status(STATUS, "en", color=True)
+@pytest.mark.parametrize("render", [views.render_status, views.render_status_all])
+def test_status_colour_only_when_asked(render):
+    assert "\x1b[" not in render(STATUS, "en", color=False)
+    coloured = render(STATUS, "en", color=True)
     assert "\x1b[1;31mFAIL\x1b[0m" in coloured
-    assert re.sub(r"\x1b\[[0-9;]*m", "", coloured) == views.render_status(STATUS, "en")
+    assert re.sub(r"\x1b\[[0-9;]*m", "", coloured) == render(STATUS, "en")
 
 
 def _diag_fixture() -> dict:

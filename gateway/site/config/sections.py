@@ -15,11 +15,14 @@ from .types import (
     MIB,
     NAME_RE,
     NAME_TEXT,
+    RESPOND_MAX_H,
+    SEVERITIES,
     Config,
     GatewayCfg,
     HomeAssistantCfg,
     MqttCfg,
     OutboxCfg,
+    ServiceCfg,
     TlsCfg,
 )
 
@@ -31,7 +34,7 @@ _HINTS = {
     },
 }
 
-_TOP = ("gateway", "mqtt", "outbox", "bus", "device", "doors", "homeassistant")
+_TOP = ("gateway", "mqtt", "outbox", "bus", "device", "doors", "homeassistant", "service")
 
 
 def models_dir_of(doc: dict, config_path) -> Path:
@@ -53,7 +56,7 @@ class Checker(BusSections, DoorSection):
         runners = {
             "gateway": self.gateway, "mqtt": self.mqtt, "outbox": self.outbox,
             "bus": self.buses, "device": self.devices, "doors": self.doors,
-            "homeassistant": self.homeassistant,
+            "homeassistant": self.homeassistant, "service": self.service,
         }
         # Devices name buses that may be written after them; take every
         # string name now so one bad bus is not reported again per device.
@@ -88,7 +91,25 @@ class Checker(BusSections, DoorSection):
             devices=tuple(sections.get("device", ())),
             doors=sections.get("doors") or {},
             homeassistant=sections.get("homeassistant") or self.homeassistant("homeassistant", {}),
+            service=sections.get("service") or self.service("service", {}),
         )
+
+    def service(self, kp, v):
+        data = self.table(kp, v)
+        if data is None:
+            return None
+        got = self.fields(data, kp, {"respond_within_h": self.respond_within_h})
+        hours = dict(DEFAULTS["service"]["respond_within_h"])
+        hours.update(got.get("respond_within_h") or {})
+        return ServiceCfg(respond_within_h=hours)
+
+    def respond_within_h(self, kp, v):
+        data = self.table(kp, v)
+        if data is None:
+            return None
+        spec = {sev: (lambda k, x: self.number(k, x, 0, RESPOND_MAX_H)) for sev in SEVERITIES}
+        # whole hours stay integers, so the payload says 24, not 24.0
+        return {k: int(h) if h.is_integer() else h for k, h in self.fields(data, kp, spec).items()}
 
     def homeassistant(self, kp, v):
         data = self.table(kp, v)

@@ -92,6 +92,21 @@ class HomeAssistantCfg:
 
 
 @dataclass(frozen=True)
+class ServiceCfg:
+    """Service promises (docs/configuration.md [service]): hours to the first
+    response by severity; 0 is no promise."""
+    respond_within_h: dict
+
+
+# Reference I's after-sales procedures: first response within 1 h, the account
+# manager on site within 24 h of a quality complaint, a repair answer within
+# 72 h. The gateway's default reading of them: critical (gas safety, no gas)
+# 1 h, major 24 h, minor 72 h, info none.
+SEVERITIES = ("critical", "major", "minor", "info")
+RESPOND_MAX_H = 8760   # a year: beyond that it is no promise at all
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     gateway: GatewayCfg
@@ -101,6 +116,7 @@ class Config:
     devices: tuple[DeviceCfg, ...]
     doors: dict
     homeassistant: HomeAssistantCfg = HomeAssistantCfg(False, "homeassistant")
+    service: ServiceCfg = field(default_factory=lambda: ServiceCfg(dict(DEFAULTS["service"]["respond_within_h"])))
 
 
 class ConfigError(Exception):
@@ -134,4 +150,5 @@ DEFAULTS: dict[str, dict[str, Any]] = {
             "retries": 1, "gap": 8, "max_registers": 125, "backoff_max_s": 60.0},
     "device": {"poll_interval_s": 10.0, "enabled": True},
     "homeassistant": {"enabled": False, "discovery_prefix": "homeassistant"},
+    "service": {"respond_within_h": {"critical": 1, "major": 24, "minor": 72, "info": 0}},
 }
