@@ -121,7 +121,7 @@ def test_firmware_meter_through_the_gateway(tmp_path):
     broker = Broker(tmp_path).start()
     sub = Subscriber(broker.port)
     fw = subprocess.Popen([sys.executable, "-m", "miu.ptyserve", "--unit", "7", "--balance", "20000",
-                           "--open", "--flow", "60", "--magnet-seconds", "4"],
+                           "--open", "--flow", "60", "--magnet-seconds", "12"],
                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     gw = None
     try:
@@ -138,7 +138,9 @@ def test_firmware_meter_through_the_gateway(tmp_path):
                              [{"name": "m-07", "bus": "miu", "unit": 7, "model": "meihua-ic",
                                "poll_s": 0.5}], timeout_s=0.3)
         gw = start_gateway(cfg)
-        sub.wait_for(lambda s: len(s.select("/telemetry", "m-07")) >= 2, 20, "meter telemetry")
+        # Before the magnet comes (12 s in) the meter counts: two readings with a rising volume.
+        sub.wait_for(lambda s: len({b["values"].get("volume_m3") for b in s.select("/telemetry", "m-07")
+                                    if "volume_m3" in b["values"]}) >= 2, 20, "the meter counting")
         vals = sub.select("/telemetry", "m-07")[-1]["values"]
         assert vals["balance_m3"] > 0 and vals["battery_V"] > 3.0 and "volume_m3" in vals
         sub.wait_for(lambda s: ("ERR-1", "raised") in fault_events(s, "m-07"), 30, "ERR-1 raised")
