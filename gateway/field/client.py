@@ -7,14 +7,13 @@ import json
 import os
 import socket
 import sys
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.site.config import Checker, ConfigError, load_config
 from gateway.site.config.checker import BAD, one_line
-from gateway.site.config.load import read_config_bytes
+from gateway.site.config.load import raw_document
 from gateway.site.config.sections import models_dir_of
 from gateway.site.config.types import Config
 from protocols.models import Catalogue, load_catalogue
@@ -174,11 +173,7 @@ def site_catalogue(config_path) -> Catalogue:
     (load_catalogue). The folder is read from the raw file, because checking
     the config needs the models; a config that cannot be read gives the
     default folder. Never raises for a broken model file."""
-    try:
-        doc = tomllib.loads(Path(config_path).read_bytes().decode("utf-8-sig"))
-    except (OSError, ValueError):
-        doc = {}
-    return load_catalogue(models_dir_of(doc, config_path))
+    return load_catalogue(models_dir_of(raw_document(config_path), config_path))
 
 
 def load_cfg(path: str, models: dict):
@@ -211,12 +206,8 @@ def _without_secrets(path: str, models: dict):
             got = self.existing_file(kp, v)
             return got if got is BAD else (None, None)
 
-    raw, _why = read_config_bytes(path)
-    try:
-        doc = tomllib.loads(raw.decode("utf-8-sig")) if raw is not None else None
-    except (ValueError, RecursionError):
-        return None
-    if doc is None:
+    doc = raw_document(path)
+    if not doc:
         return None
     checker = WithoutSecrets(Path(os.path.abspath(path)), models)
     cfg = checker.document(doc)
@@ -246,13 +237,8 @@ def load_site(args) -> Site | int:
 def _raw_language(path: str) -> str | None:
     """[gateway] language of a file that may not pass the check, to word
     its problems in; None whenever it cannot be had (the check says why)."""
-    raw, _why = read_config_bytes(path)
-    if raw is None:
-        return None
-    try:
-        return i18n.norm(tomllib.loads(raw.decode("utf-8-sig")).get("gateway", {}).get("language"))
-    except (ValueError, AttributeError, RecursionError):
-        return None
+    gateway = raw_document(path).get("gateway")
+    return i18n.norm(gateway.get("language")) if isinstance(gateway, dict) else None
 
 
 def daemon_error(site: Site, exc: Exception) -> int:

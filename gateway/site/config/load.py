@@ -23,7 +23,7 @@ from .checker import one_line
 from .sections import Checker
 from .types import Config, ConfigError
 
-__all__ = ["Checker", "check_config", "load_config", "read_config_bytes", "MAX_CONFIG_BYTES", "MAX_DEPTH"]
+__all__ = ["Checker", "check_config", "load_config", "raw_document", "read_config_bytes", "MAX_CONFIG_BYTES", "MAX_DEPTH"]
 
 MAX_CONFIG_BYTES = 1 << 20   # docs/configuration.md "General rules"
 MAX_DEPTH = 32               # arrays and tables within one another; a site config needs 3
@@ -86,6 +86,20 @@ def _too_deep(doc: dict) -> bool:
         elif isinstance(v, list):
             stack.extend((x, depth + 1) for x in v)
     return False
+
+
+def raw_document(path) -> dict:
+    """The config's TOML as a plain dict, unchecked, for what must be known
+    before it can be checked (the site model folder, the language); {} when
+    the file cannot be read or parsed, with the same bounds as the check."""
+    raw, _why = read_config_bytes(path)
+    if raw is None:
+        return {}
+    try:
+        doc = tomllib.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        return {}
+    return {} if _too_deep(doc) else doc
 
 
 def _check(path, known_models) -> tuple[Config | None, list[str]]:
