@@ -42,11 +42,12 @@ def test_history_is_bounded_by_age(tmp_path):
         shown = h.read()
         oldest_shown = datetime.fromisoformat(shown[0]["ts"].replace("Z", "+00:00"))
         assert clock.t - oldest_shown <= timedelta(days=90)
-        # what is on disk is bounded too: no event older than 1.5 times the limit
+        if day >= 90:
+            assert len(shown) == 91            # today and the 90 days before: all of them
+        # what is on disk is bounded too: no event older than twice the limit
         oldest_kept = min(datetime.fromisoformat(r["ts"].replace("Z", "+00:00")) for r in on_disk(tmp_path))
-        assert clock.t - oldest_kept <= timedelta(days=135)
-    assert len(h.read()) == 91                 # today and the 90 days before
-    assert len(on_disk(tmp_path)) <= 136
+        assert clock.t - oldest_kept <= timedelta(days=180)
+    assert len(on_disk(tmp_path)) <= 181
 
 
 def test_nothing_shown_after_a_long_quiet_spell(tmp_path):

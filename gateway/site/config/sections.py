@@ -83,6 +83,7 @@ class Checker(BusSections, DoorSection):
             "state_dir": self.state_dir,
             "language": lambda k, x: self.string(k, x, choices=("zh", "en")),
             "log_level": lambda k, x: self.string(k, x, choices=("debug", "info", "warning", "error")),
+            "fault_history_days": lambda k, x: self.number(k, x, 1, 3650),
         }
         got = self.fields(data, kp, spec, required=("id",))
         d = DEFAULTS["gateway"]
@@ -92,6 +93,7 @@ class Checker(BusSections, DoorSection):
             state_dir=got.get("state_dir", self.resolve(d["state_dir"])),
             language=got.get("language", d["language"]),
             log_level=got.get("log_level", d["log_level"]),
+            fault_history_days=got.get("fault_history_days", 90.0),
         )
 
     def state_dir(self, kp, v):

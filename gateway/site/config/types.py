@@ -14,6 +14,7 @@ class GatewayCfg:
     state_dir: Path
     language: str          # "zh" | "en"
     log_level: str
+    fault_history_days: float = 90.0   # history.jsonl keeps fault events this long (docs/configuration.md)
 
 
 @dataclass(frozen=True)
