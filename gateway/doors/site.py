@@ -190,7 +190,7 @@ class DoorSite:
             why = self.worker.submit(payload, asyncio.get_running_loop())
         except RuntimeError:   # no running loop: a caller outside the daemon
             why = None
-            self._finish(apply(self.registry, payload))
+            self._finish(apply(self.registry, payload, self.worker.refused))
         if why is not None:
             # the same refused message again (retained, on every reconnect) is reported once
             key = (len(payload), hashlib.sha256(payload[:4096]).hexdigest())

@@ -41,7 +41,7 @@ _LEAD = re.compile(rb"[ \t\r\n]*(?:\xef\xbb\xbf|\x84\x31\x95\x33)?[ \t\r\n]*")  
 
 @dataclass
 class Outcome:
-    status: str                       # applied | repeat | rejected | cleared
+    status: str                       # applied | repeat | rejected | rejected_before | cleared
     entries: int = 0
     added: int = 0
     cards: int = 0
@@ -80,8 +80,10 @@ def parse_update(payload: bytes) -> list[dict]:
     return check_entries(payload_rows(payload), limit=MAX_UPDATE_ENTRIES)
 
 
-def apply(registry: CardRegistry, payload: bytes) -> Outcome:
-    """Worker side: one update, whole or not at all."""
+def apply(registry: CardRegistry, payload: bytes, refused: set[str] | None = None) -> Outcome:
+    """Worker side: one update, whole or not at all. ``refused`` holds the
+    digests of messages refused before: the retained message comes again at
+    every reconnect, and is reported once."""
     here = threading.current_thread().name
     if is_blank(payload):
         return Outcome("cleared", thread=here)   # the retained message was cleared: it removes nothing
@@ -90,10 +92,14 @@ def apply(registry: CardRegistry, payload: bytes) -> Outcome:
     digest = hashlib.sha256(payload).hexdigest()
     if registry.meta().get("mqtt_sha256") == digest:
         return Outcome("repeat", thread=here)    # redelivered on reconnect: already applied
+    if refused is not None and digest in refused:
+        return Outcome("rejected_before", thread=here)
     try:
         entries, added = registry.ingest(payload_rows(payload), "mqtt", limit=MAX_UPDATE_ENTRIES,
                                          meta={"mqtt_sha256": digest})
     except RegistryError as exc:
+        if refused is not None:
+            refused.add(digest)
         return Outcome("rejected", problems=exc.problems, thread=here)
     return Outcome("applied", entries, added, registry.count_cards(), thread=here)
 
@@ -108,6 +114,7 @@ class Worker:
         self.deliver = deliver
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cards")
         self.pending = 0
+        self.refused: set[str] = set()   # touched by the worker thread only
 
     def submit(self, payload: bytes, loop) -> str | None:
         """Queue an update; a reason when it is refused at once."""
@@ -117,7 +124,7 @@ class Worker:
             return (f"{MAX_PENDING} updates are still being applied; this one was not taken "
                     f"(publish it again later)")
         self.pending += 1
-        fut = self.pool.submit(apply, self.registry, payload)
+        fut = self.pool.submit(apply, self.registry, payload, self.refused)
         fut.add_done_callback(lambda f: self._hand_back(loop, f))
         return None
 

@@ -98,6 +98,19 @@ def test_an_oversize_update_is_refused_on_arrival_once_per_message(tmp_path):
     site.close()
 
 
+def test_a_refused_retained_message_is_reported_once(tmp_path):
+    site, ob = open_site(tmp_path)
+    bad = b"card,holder_type,issued\n3000000001,tenant,2026-02-30\n"
+
+    async def go():
+        for _ in range(3):                         # the retained message at each reconnect
+            site.on_message(TOPIC, bad)
+            await site.settled()
+    asyncio.run(go())
+    assert [e["detail"]["problems"] for e in events(ob)] == [["line 2: issued: is not a date YYYY-MM-DD"]]
+    site.close()
+
+
 def test_too_many_entries_in_one_update(tmp_path):
     site, ob = open_site(tmp_path)
     payload = csv_lines(MAX_UPDATE_ENTRIES + 1)
