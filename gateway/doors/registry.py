@@ -85,6 +85,7 @@ class CardRegistry:
         self._w.executescript(SCHEMA)
         self._r = _connect(self.path)
         self._wlock = threading.Lock()
+        self._erasures = True
         self._rlock = threading.Lock()
         self.loaded = False
         self.refresh()
@@ -188,6 +189,8 @@ class CardRegistry:
             try:
                 db.execute("CREATE TEMP TABLE IF NOT EXISTS fresh (seq INTEGER PRIMARY KEY, at TEXT)")
                 db.execute("DELETE FROM fresh")
+                # most sites never erase: then no row needs looking up
+                self._erasures = db.execute("SELECT EXISTS (SELECT 1 FROM erasure)").fetchone()[0] == 1
                 problems, counts = Problems(), [0, 0]
                 try:
                     self._load_rows(rows, source, limit, problems, counts)
@@ -272,9 +275,9 @@ class CardRegistry:
         card, replaces = str(e["card"]), None if e["replaces"] is None else str(e["replaces"])
         ref, note = e["holder_ref"], e["note"]
         ref_key = self._ref_key(ref) if ref else None
-        if self._erased(card, ref_key, e["date"]):
+        if self._erasures and self._erased(card, ref_key, e["date"]):
             card, ref, note, ref_key = self._p(card), None, None, None
-        if replaces is not None and self._erased(replaces, None, e["date"]):
+        if self._erasures and replaces is not None and self._erased(replaces, None, e["date"]):
             replaces = self._p(replaces)
         ident = _ident(card, e["event"], e["date"], e["holder_type"], e["valid_until"], replaces, ref, note)
         cur = db.execute("INSERT OR IGNORE INTO entry (ident, card, event, date, holder_type, valid_until, "
@@ -296,6 +299,7 @@ class CardRegistry:
         card = self._p(str(e["card"])) if e["card"] is not None else ""
         cur = self._w.execute("INSERT OR IGNORE INTO erasure VALUES (?, ?, ?)",
                               (self._ref_key(e["holder_ref"]), card, e["date"]))
+        self._erasures = True
         return cur.rowcount
 
     def _erase_all(self) -> int:
@@ -339,13 +343,15 @@ class CardRegistry:
         added: a top-up keeps the holder type, a parking entitlement needs a
         card issued here, valid_until stays within what the holder type allows."""
         db = self._w
-        fresh = dict(db.execute("SELECT seq, at FROM fresh"))
-        cards = [c for (c,) in db.execute("SELECT DISTINCT e.card FROM fresh f JOIN entry e ON e.seq=f.seq")]
-        for key in cards:
+        # one card at a time, straight from a cursor: memory stays flat
+        # however many cards the load touched
+        for (key,) in db.execute("SELECT DISTINCT e.card FROM fresh f JOIN entry e ON e.seq=f.seq"):
             fold, rows = self._fold(db, key)
             for e in rows:
-                where = fresh.get(e["seq"]) if e["card"] in fold.keys else None
-                if where is not None:
+                got = db.execute("SELECT at FROM fresh WHERE seq=?", (e["seq"],)).fetchone() \
+                    if e["card"] in fold.keys else None
+                if got is not None:
+                    where = got[0]
                     for p in self._rules_problems(fold, e):
                         problems.add(where + p)
                 fold.apply(e)
