@@ -58,11 +58,20 @@ class Reader:
 
     def value(self):
         self.peek()
+        last = None
         while True:
             try:
                 v, end = _DECODER.raw_decode(self.buf, self.pos)
             except json.JSONDecodeError as exc:
-                if len(self.buf) - self.pos <= self.max_value and self._fill():
+                # More text helps only when the value ran past the end of
+                # what is read so far; the same error at the same place
+                # after more text is a real one.
+                here = (self.base + exc.pos, exc.msg)
+                cut = exc.msg.startswith("Unterminated string") or here != last
+                if cut and not self.eof and len(self.buf) - self.pos > self.max_value:
+                    raise self.fail(f"one value longer than {self.max_value} characters") from None
+                if cut and self._fill():
+                    last = (self.base + exc.pos, exc.msg)
                     continue
                 self.pos = min(exc.pos, len(self.buf))
                 raise self.fail(exc.msg) from None

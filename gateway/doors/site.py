@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -126,8 +127,9 @@ class DoorSite:
                 return
             entries, added = self.registry.ingest(file_rows(path), f"csv:{path.name}", limit=MAX_FILE_ENTRIES,
                                                   meta={"csv_sha256": digest.hexdigest()})
-        except (RegistryError, OSError) as exc:
-            problems = exc.problems if isinstance(exc, RegistryError) else [f"cannot be read ({exc.strerror})"]
+        except (RegistryError, OSError, sqlite3.Error) as exc:
+            problems = exc.problems if isinstance(exc, RegistryError) else \
+                [f"cannot be loaded ({getattr(exc, 'strerror', None) or type(exc).__name__})"]
             log.error("doors: card registry %s refused, the registry stays as it was: %s", path,
                       "; ".join(problems[:5]))
             self._reject(problems, source=f"csv:{path.name}")
