@@ -2,7 +2,8 @@
 forms (CSV and JSON, any encoding, any size up to the bound) and applying
 updates to a real registry on disk.
 
-Properties: no exception escapes but RegistryError; every problem is one
+Properties: no exception escapes but RegistryError; the size bounds hold on
+both sides (made small so that examples reach them); every problem is one
 line; no problem ever contains a card number of the input; applying any
 sequence of updates leaves a registry whose state can be asked for any card.
 """
@@ -16,10 +17,12 @@ from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gateway.deliver import payloads
 from gateway.deliver.outbox import Outbox
+from gateway.doors import updates
 from gateway.doors.site import DoorSite
 from gateway.doors.updates import parse_update
 from gateway.site import cardfile
@@ -154,3 +157,22 @@ def test_applying_updates(updates, asked):
         ob.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@FUZZ
+@given(body=st.lists(rows, max_size=60), encoding=st.sampled_from(["utf-8", "gb18030"]),
+       max_bytes=st.integers(50, 3000), max_entries=st.integers(1, 40))
+def test_sizes_around_the_bounds(body, encoding, max_bytes, max_entries):
+    # the bounds made small, so that both sides of them are reached
+    raw = encode(csv_text(list(COLUMNS), body), encoding)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(updates, "MAX_UPDATE_BYTES", max_bytes)
+        mp.setattr(updates, "MAX_UPDATE_ENTRIES", max_entries)
+        try:
+            entries = parse_update(raw)
+        except RegistryError as exc:
+            check_problems(exc.problems, card_numbers(body))
+            if len(raw) > max_bytes:
+                assert len(exc.problems) == 1 and "above the limit" in exc.problems[0]
+        else:
+            assert len(raw) <= max_bytes and len(entries) <= max_entries
