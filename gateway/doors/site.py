@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.deliver import payloads
 from gateway.deliver.outbox import Message, Priority
-from gateway.site.cardfile import MAX_FILE_ENTRIES, RegistryError, file_chunks, file_rows
+from gateway.site.cardfile import MAX_FILE_ENTRIES, MAX_PROBLEMS, RegistryError, file_chunks, file_rows
 
 from .cards import CardState, Pseudonymizer, Rules, load_or_create_key
 from .history import HISTORY_FILE, History
@@ -116,8 +116,8 @@ class DoorSite:
     def _load_csv(self, path: Path) -> None:
         """The registry file, at every start, before polling begins (on the
         loop, which has nothing else to do yet); skipped when unchanged. A
-        file with problems leaves the registry as it was and is reported:
-        the gateway still starts, the config check has said why."""
+        file with problems leaves the registry as it was and is reported
+        (log and cards_update_rejected): the gateway still starts."""
         digest = hashlib.sha256()
         try:
             for chunk in file_chunks(path)():
@@ -230,7 +230,7 @@ class DoorSite:
         body = payloads.envelope()
         body.update({"type": "gateway", "code": "cards_update_rejected", "severity": "minor",
                      "detail": {"topic": self.cards_topic if source == "mqtt" else None, "source": source,
-                                "problems": problems[:50]}})
+                                "problems": problems[:MAX_PROBLEMS + 1]}})   # already capped: belt and braces
         self.outbox.put([Message(f"{self.topics.base}/event", body, Priority.EVENT)])
         self.wake()
 
