@@ -141,6 +141,7 @@ class DoorSite:
     def close(self) -> None:
         self.worker.close()
         self.registry.close()
+        self.history.close()
 
     @property
     def subscriptions(self) -> tuple[str, ...]:
