@@ -1,11 +1,10 @@
-"""Access-card registry, validity rules and card pseudonyms (docs/doors.md).
+"""Card validity rules, a card's state from its history, and card
+pseudonyms (docs/doors.md). Where the history is kept: registry.py.
 
 The registry is the site's card issue/anomaly register as data: every issue,
-top-up, loss, damage, replacement or revocation is one history entry, and a
-card's state on a given day is what its entries up to that day say. Entries
-are never rewritten or dropped, only added; adding the same entry twice
-changes nothing, so the CSV at start-up and the retained MQTT message on
-every reconnect can be applied again and again.
+top-up, parking entitlement, loss, damage, replacement or revocation is one
+history entry, and a card's state on a given day is what its entries up to
+that day say.
 
 Validity (service manual section J, our decisions in docs/doors.md):
 
@@ -14,6 +13,9 @@ Validity (service manual section J, our decisions in docs/doors.md):
     merchant        1 year    } month), valid to the end of that month.
     parking         1 month   } 9 June -> 8 July; 31 January -> 28/29 February.
     staff           no expiry
+
+A parking entitlement on a card of another holder type runs by the parking
+rule and leaves the card's own validity alone.
 
 Published events and logs never carry a card number: a keyed pseudonym
 (HMAC-SHA256 with the site's secret) stands for it, stable at one site and
@@ -30,9 +32,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Iterable
+from typing import Callable
 
-from gateway.site.cardfile import ENDS, STARTS
+from gateway.site.cardfile import ENDS, PARKING
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +66,12 @@ class Rules:
                        "parking": r["parking_months"], "staff": None}
 
     def until(self, holder_type: str | None, issued: date) -> date | None:
+        """Last valid day of a period starting on ``issued``; None: no expiry."""
         months = self.months.get(holder_type or "")
         return None if months is None else valid_until(issued, months)
 
 
-# --------------------------------------------------------------------------- entries
-
-
-def _identity(e: dict) -> tuple:
-    return tuple(e.get(k) for k in ("card", "event", "date", "holder_type", "valid_until",
-                                     "replaces", "holder_ref", "note"))
-
-
-# --------------------------------------------------------------------------- registry
+# --------------------------------------------------------------------------- a card's state
 
 @dataclass(frozen=True)
 class CardState:
@@ -86,6 +81,7 @@ class CardState:
     holder_type: str | None
     issued: date | None
     valid_until: date | None  # None: no expiry (staff) or unknown card
+    parking_until: date | None = None   # last day of the parking entitlement, if the card has one
 
     @property
     def valid(self) -> bool:
@@ -95,114 +91,127 @@ class CardState:
 UNKNOWN = CardState(False, "unknown", None, None, None)
 
 
-class CardRegistry:
-    """History entries in a StateStore table ("cards"), folded on demand."""
+def period_text(months: int) -> str:
+    if months % 12 == 0:
+        return f"{months // 12} year{'s' if months > 12 else ''}"
+    return f"{months} month{'s' if months > 1 else ''}"
 
-    TABLE = "cards"
 
-    def __init__(self, store=None, rules: Rules | None = None) -> None:
-        self.store = store
-        self.rules = rules or Rules()
-        self.entries: list[dict] = []
-        self._seen: set[tuple] = set()
-        self._by_card: dict[int, list[int]] = {}
-        if store is not None:
-            for e in store.get(self.TABLE, "entries", []) or []:
-                self._add(e)
+class Fold:
+    """A card's history folded in date order (then the order entries were
+    added): what the card is after each entry. ``keys`` are the card's keys
+    in the registry (its number and its pseudonym); ``old_state(key, day)``
+    is the state of a card this one replaces.
 
-    def __len__(self) -> int:
-        return len(self._by_card)
+    Service manual J: parking is an entitlement on a card with its own
+    monthly validity, not a holder type: on an owner's card it leaves the
+    door validity alone. A parking card (holder type ``parking``) is one
+    whose validity is the parking month itself."""
 
-    @property
-    def loaded(self) -> bool:
-        return bool(self.entries)
+    def __init__(self, rules: Rules, keys: tuple[str, ...], old_state: Callable[[str, date], CardState]) -> None:
+        self.rules = rules
+        self.keys = keys
+        self.old_state = old_state
+        self.status: str | None = None     # None: nothing yet; "active": in a validity period
+        self.holder: str | None = None
+        self.issued: date | None = None
+        self.until: date | None = None
+        self.parking: date | None = None
+        self.applied = 0
 
-    def _add(self, e: dict) -> bool:
-        ident = _identity(e)
-        if ident in self._seen:
-            return False
-        self._seen.add(ident)
-        i = len(self.entries)
-        self.entries.append(e)
-        self._by_card.setdefault(e["card"], []).append(i)
-        if e.get("replaces") is not None:
-            self._by_card.setdefault(e["replaces"], []).append(i)
-        return True
-
-    def merge(self, entries: Iterable[dict], source: str) -> int:
-        """Add entries not seen before; returns how many were new. Stored
-        before it returns when the registry has a store."""
-        added = 0
-        for e in entries:
-            e = {**e, "source": source}
-            if self._add(e):
-                added += 1
-        if added and self.store is not None:
-            self.store.put(self.TABLE, "entries", self.entries)
-        return added
-
-    def meta(self) -> dict:
-        return (self.store.get(self.TABLE, "meta", {}) if self.store is not None else {}) or {}
-
-    def set_meta(self, **kw) -> None:
-        if self.store is not None:
-            self.store.put(self.TABLE, "meta", {**self.meta(), **kw})
-
-    def history(self, card: int) -> list[dict]:
-        return [self.entries[i] for i in self._by_card.get(card, [])]
-
-    def state(self, card: int, on: date) -> CardState:
-        idx = self._by_card.get(card)
-        if not idx:
-            return UNKNOWN
-        day = on.isoformat()
-        touching = sorted(idx, key=lambda i: (self.entries[i]["date"], i))
-        status = None
-        holder = issued = until = None
-        for i in touching:
-            e = self.entries[i]
-            if e["date"] > day:
-                break
-            if e["card"] == card:
-                if e["event"] in STARTS:
-                    holder = e.get("holder_type") or holder
-                    issued = date.fromisoformat(e["date"])
-                    if e.get("valid_until"):
-                        until = date.fromisoformat(e["valid_until"])
-                    elif e["event"] == "replacement":
-                        # a replacement card carries on the old card's period
-                        old = self.state(e["replaces"], issued)
-                        holder = holder or old.holder_type
-                        until = old.valid_until if old.known else self.rules.until(holder, issued)
-                    else:
-                        until = self.rules.until(holder, issued)
-                    status = "active"
-                else:
-                    status = ENDS[e["event"]]
-            elif e.get("replaces") == card and e["event"] == "replacement":
+    def apply(self, e: dict) -> None:
+        day = date.fromisoformat(e["date"])
+        ev = e["event"]
+        self.applied += 1
+        if e["card"] not in self.keys:
+            if ev == "replacement" and e.get("replaces") in self.keys:
                 # a lost card stays "lost" once replaced: used again, it
                 # means someone found it, which "replaced" would hide
-                status = "replaced" if status in (None, "active") else status
+                self.status = "replaced" if self.status in (None, "active") else self.status
+            return
+        if ev == "issue":
+            self.holder = e.get("holder_type") or self.holder
+            self._start(day, e)
+        elif ev in ("top_up", "renewal"):
+            ht = e.get("holder_type")
+            if ht and self.holder and ht != self.holder:
+                if ht == PARKING:
+                    # stored before parking was an entitlement: what the office meant
+                    self._parking(day, e)
+                    return
+                # a top-up never changes the holder type; new updates refuse this
+            self.holder = self.holder or ht
+            self._start(day, e)
+        elif ev == "replacement":
+            old = self.old_state(e["replaces"], day)
+            self.holder = self.holder or e.get("holder_type") or old.holder_type
+            self.issued = day
+            if e.get("valid_until"):
+                self.until = date.fromisoformat(e["valid_until"])
+            else:
+                self.until = old.valid_until if old.known else self.rules.until(self.holder, day)
+            if old.known and old.parking_until and self.holder != PARKING:
+                self.parking = max(self.parking or old.parking_until, old.parking_until)
+            self.status = "active"
+        elif ev == PARKING:
+            if self.holder == PARKING:
+                self._start(day, e)
+            else:
+                self._parking(day, e)
+        elif ev in ENDS:
+            self.status = ENDS[ev]
+
+    def _start(self, day: date, e: dict) -> None:
+        self.issued = day
+        self.until = date.fromisoformat(e["valid_until"]) if e.get("valid_until") else \
+            self.rules.until(self.holder, day)
+        self.status = "active"
+
+    def _parking(self, day: date, e: dict) -> None:
+        self.parking = date.fromisoformat(e["valid_until"]) if e.get("valid_until") else \
+            self.rules.until(PARKING, day)
+
+    def allowance(self, e: dict) -> tuple[str, str, date, date] | None:
+        """Before ``e`` is applied: (what, period, from, last day) for the
+        latest ``valid_until`` the manual allows it; None when no rule limits
+        it (staff, or no holder type). A renewal before the end of the period
+        may carry the days left over: one period counted from the old end."""
+        day = date.fromisoformat(e["date"])
+        ev = e["event"]
+        active = self.status == "active"
+        if ev == "issue":
+            what, base, carry = e.get("holder_type"), day, None
+        elif ev == "replacement":
+            old = self.old_state(e["replaces"], day)
+            what, base, carry = self.holder or e.get("holder_type") or old.holder_type, day, None
+        elif ev == PARKING and self.holder != PARKING:
+            what, base, carry = "parking entitlement", day, self.parking
+        elif ev in ("top_up", "renewal", PARKING):
+            what, base, carry = self.holder or e.get("holder_type"), day, self.until if active else None
+        else:
+            return None
+        months = self.rules.months.get(PARKING if what == "parking entitlement" else (what or ""))
+        if months is None:
+            return None
+        if carry is not None and carry >= day:
+            base = carry + timedelta(days=1)
+        label = "a parking entitlement" if what == "parking entitlement" else f"a {what} card"
+        return label, period_text(months), base, valid_until(base, months)
+
+    def result(self, on: date) -> CardState:
+        status = self.status
         if status is None:
-            return CardState(True, "not_yet_valid", holder, issued, until)
-        if status == "active" and holder is None:
+            # only a parking entitlement so far, on a card never issued here
+            return CardState(True, "no_holder_type" if self.applied else "not_yet_valid",
+                             self.holder, self.issued, self.until, self.parking)
+        if status == "active" and self.holder is None:
             # a top-up or replacement for a card never issued here: no rule
             # says how long it lasts, and "forever" must not be the default
             status = "no_holder_type"
         if status == "active":
-            status = "expired" if until is not None and on > until else "valid"
-        return CardState(True, status, holder, issued, until)
-
-    def expiring(self, today: date, days: int) -> list[tuple[int, CardState]]:
-        """Cards valid today whose last valid day is within ``days`` days."""
-        limit = today + timedelta(days=days)
-        out = []
-        for card in self._by_card:
-            st = self.state(card, today)
-            if st.valid and st.valid_until is not None and st.valid_until <= limit:
-                out.append((card, st))
-        out.sort(key=lambda cs: (cs[1].valid_until, cs[0]))
-        return out
+            status = "expired" if self.until is not None and on > self.until else "valid"
+        parking = self.until if self.holder == PARKING else self.parking
+        return CardState(True, status, self.holder, self.issued, self.until, parking)
 
 
 # --------------------------------------------------------------------------- pseudonyms

@@ -39,7 +39,8 @@ def faults(args) -> int:
         return daemon_error(site, exc)
     except DaemonDown:
         st = recorded_status(site.cfg, site.models, f"no answer on {site.socket}")
-        hist = History(Path(site.state_dir) / HISTORY_NAME).read(args.history, list(args.devices)) \
+        hist = History(Path(site.state_dir) / HISTORY_NAME, max_days=site.cfg.gateway.fault_history_days) \
+            .read(args.history, list(args.devices)) \
             if args.history else []
         data = {"ts": st["ts"], "daemon": st["daemon"], "recorded": st["recorded"],
                 "active": [d for d in st["devices"] if not args.devices or d["name"] in args.devices],

@@ -20,7 +20,13 @@ from gateway.deliver import payloads
 from gateway.doors.view import doorlog_view
 
 from .diag import live_diag, mqtt_diag
-from .history import HISTORY_MAX_LINES, HISTORY_NAME, History, history_record
+from .history import (
+    HISTORY_MAX_DAYS,
+    HISTORY_MAX_LINES,
+    HISTORY_NAME,
+    History,
+    history_record,
+)
 from .scan import ident_plan, probe_unit, read_registers
 from .status import _availability, build_status
 
@@ -63,7 +69,8 @@ class _Watcher:
 class Requests:
     def __init__(self, daemon) -> None:
         self.daemon = daemon
-        self.history = History(Path(daemon.cfg.gateway.state_dir) / HISTORY_NAME)
+        self.history = History(Path(daemon.cfg.gateway.state_dir) / HISTORY_NAME,
+                               max_days=getattr(daemon.cfg.gateway, "fault_history_days", HISTORY_MAX_DAYS))
         self._watchers: set[_Watcher] = set()
         self._scanning: set[str] = set()
         self._diag_lock = asyncio.Lock()

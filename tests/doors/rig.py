@@ -102,6 +102,7 @@ class Rig:
 
     def restart(self) -> None:
         self.site.history.close()
+        self.site.close()
         self.outbox.close()
         self.start()
 

@@ -11,13 +11,13 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, strategies as st
 
-from gateway.doors.site import DoorSite, parse_update
-
 from gateway.deliver import payloads
 from gateway.deliver.outbox import Outbox
-from gateway.doors.cards import CardRegistry, Pseudonymizer, Rules, load_or_create_key, read_key, valid_until
+from gateway.doors.cards import Pseudonymizer, Rules, load_or_create_key, read_key, valid_until
+from gateway.doors.registry import CardRegistry
+from gateway.doors.site import DoorSite
+from gateway.doors.updates import parse_update, payload_rows
 from gateway.site.cardfile import RegistryError, parse_csv
-from gateway.site.state import StateStore
 
 D = date.fromisoformat
 
@@ -93,11 +93,17 @@ CSV = """card,holder_type,issued,holder_ref,event,valid_until,replaces,note,name
 """
 
 
+def load(reg, text: str, source: str = "csv:cards.csv") -> int:
+    """Entries added (the registry's own load: row by row, in one transaction)."""
+    return reg.ingest(payload_rows(text.encode()), source)[1]
+
+
 @pytest.fixture
 def reg(tmp_path):
-    r = CardRegistry(StateStore(tmp_path / "cards.json"))
-    r.merge(parse_csv(CSV.encode()), source="csv:cards.csv")
-    return r
+    r = CardRegistry(tmp_path / "cards.db")
+    load(r, CSV)
+    yield r
+    r.close()
 
 
 def state(reg, card, day):
@@ -130,8 +136,8 @@ def test_registry_states(reg):
 
 
 def test_replaced_card_is_invalid_after_the_replacement(reg):
-    reg.merge(parse_csv("card,holder_type,issued,event,replaces\n2001,tenant,2026-01-01,issue,\n"
-                        "2002,,2026-03-01,replacement,2001\n"), source="t")
+    load(reg, "card,holder_type,issued,event,replaces\n2001,tenant,2026-01-01,issue,\n"
+              "2002,,2026-03-01,replacement,2001\n", "t")
     assert state(reg, 2001, "2026-02-28")[0] == "valid"
     assert state(reg, 2001, "2026-03-01")[0] == "replaced"
     assert state(reg, 2002, "2026-03-01") == ("valid", "tenant", "2026-12-31")
@@ -139,18 +145,18 @@ def test_replaced_card_is_invalid_after_the_replacement(reg):
 
 def test_history_is_kept_and_merging_is_idempotent(tmp_path, reg):
     assert [e["event"] for e in reg.history(1003)] == ["issue", "loss", "replacement"]
-    n = len(reg.entries)
-    assert reg.merge(parse_csv(CSV), source="mqtt") == 0
-    assert len(reg.entries) == n
-    again = CardRegistry(StateStore(tmp_path / "cards.json"))
-    assert again.entries == reg.entries and len(again) == len(reg)
-    assert stat.S_IMODE(os.stat(tmp_path / "cards.json").st_mode) == 0o600
+    n = reg.count_cards()
+    assert load(reg, CSV, "mqtt") == 0
+    assert reg.count_cards() == n == 8
+    again = CardRegistry(tmp_path / "cards.db")
+    assert all(again.history(c) == reg.history(c) for c in range(1001, 1009))
+    assert stat.S_IMODE(os.stat(tmp_path / "cards.db").st_mode) == 0o600
 
 
 def test_other_columns_are_not_stored(tmp_path, reg):
-    raw = (tmp_path / "cards.json").read_text(encoding="utf-8")
-    assert "Zhang San" not in raw and "13800000000" not in raw
-    assert "B-1203" in raw   # the site's own holder reference is kept (never published)
+    raw = b"".join(f.read_bytes() for f in tmp_path.glob("cards.db*"))
+    assert b"Zhang San" not in raw and b"13800000000" not in raw
+    assert b"B-1203" in raw   # the site's own holder reference is kept (never published)
 
 
 def test_csv_problems_name_the_line_and_column_not_the_card():
@@ -205,7 +211,7 @@ def test_registry_update_over_mqtt(tmp_path):
     body = json.dumps({"entries": [{"card": "3000000017", "holder_type": "tenant", "issued": "2026-06-01"}]})
     s.on_message(topic, body.encode())
     assert s.registry.state(3000000017, D("2026-06-15")).valid
-    assert s.apply_update(body.encode()) == 0                 # redelivered retained message
+    assert s.apply_update(body.encode()).status == "repeat"   # redelivered retained message
     s.on_message(topic, b"card,holder_type,issued\n3000000018,parking,2026-06-01\n")
     assert s.registry.state(3000000018, D("2026-06-30")).valid
     s.on_message("edgegw/gw1/other", b"card,holder_type,issued\n1,staff,2026-01-01\n")
@@ -234,13 +240,12 @@ def test_parse_update_formats():
 def test_daily_reminder_once_a_day_after_the_hour(tmp_path):
     clock = Clock("2026-06-15T07:59:00+08:00")
     s, ob = site(tmp_path, clock, {"reminder_hour": 8})
-    s.registry.merge(parse_csv("card,holder_type,issued\n3000000017,parking,2026-06-01\n"
-                               "3000000018,tenant,2026-06-01\n"), source="t")
+    s.apply_update(b"card,holder_type,issued\n3000000017,parking,2026-06-01\n3000000018,tenant,2026-06-01\n")
     assert s.remind_if_due() is None                          # before 08:00 local
     clock.t += 120
     body = s.remind_if_due()
     assert body["type"] == "cards_expiring" and body["id"] == "cards_expiring/2026-06-15"
-    assert body["cards"] == [{"card": s.pseudonym(3000000017), "holder_type": "parking",
+    assert body["cards"] == [{"card": s.pseudonym(3000000017), "holder_type": "parking", "entitlement": None,
                               "valid_until": "2026-06-30", "days_left": 15}]
     assert "3000000017" not in json.dumps(body)
     assert s.remind_if_due() is None                          # once a day

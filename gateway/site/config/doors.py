@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import zoneinfo
 
-from gateway.site.cardfile import RegistryError, parse_csv
+from gateway.site.cardfile import check_file
 
 from .checker import BAD, BaseChecker, q
 from .types import DEFAULTS, DOOR_KEY_NAME
@@ -66,13 +66,11 @@ class DoorSection(BaseChecker):
         p = self.existing_file(kp, v)
         if p is BAD:
             return BAD
-        try:
-            parse_csv(p.read_bytes(), source=str(p))
-        except RegistryError as exc:
-            for problem in exc.problems:
-                self.add(kp, f"{p}: {problem}")
-            return BAD
-        return p
+        # read row by row, bounded (docs/doors.md 4.1); one line per problem
+        problems = check_file(p)
+        for problem in problems:
+            self.add(kp, f"{p}: {problem}")
+        return BAD if problems else p
 
     def timezone(self, kp, v):
         s = self.string(kp, v)

@@ -149,6 +149,7 @@ class Checker(BusSections, DoorSection):
             "language": lambda k, x: self.string(k, x, choices=("zh", "en")),
             "log_level": lambda k, x: self.string(k, x, choices=("debug", "info", "warning", "error")),
             "models_dir": self.folder,
+            "fault_history_days": lambda k, x: self.number(k, x, 1, 3650),
         }
         got = self.fields(data, kp, spec, required=("id",))
         d = DEFAULTS["gateway"]
@@ -159,6 +160,7 @@ class Checker(BusSections, DoorSection):
             language=got.get("language", d["language"]),
             log_level=got.get("log_level", d["log_level"]),
             models_dir=got.get("models_dir", self.resolve(d["models_dir"])),
+            fault_history_days=got.get("fault_history_days", 90.0),
         )
 
     def folder(self, kp, v):

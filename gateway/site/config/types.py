@@ -17,6 +17,7 @@ class GatewayCfg:
     # the site's own model files (docs/models/format.md): added to the
     # packaged models, or replacing one by id
     models_dir: Path = Path("/etc/edgegw/models")
+    fault_history_days: float = 90.0   # history.jsonl keeps fault events this long (docs/configuration.md)
 
 
 @dataclass(frozen=True)
