@@ -382,6 +382,8 @@ class Daemon:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.doors is not None:
+            self.doors.close()   # a card registry update still being applied finishes first
         self._save_snapshots()
         self._flush_state()
         backlog = self.outbox.stats().get("backlog_msgs", 0)
