@@ -81,6 +81,20 @@ def cpu_s(pid: int) -> float:
     return (int(f[11]) + int(f[12])) / TICK
 
 
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine, all processes: the
+    machine is shared, so each window says how busy it was."""
+    with open("/proc/stat") as fh:
+        f = [int(x) for x in fh.readline().split()[1:]]
+    idle = f[3] + (f[4] if len(f) > 4 else 0)
+    return sum(f) - idle, sum(f)
+
+
+def busy_cores(a: tuple[int, int], b: tuple[int, int]) -> float:
+    total = b[1] - a[1]
+    return (b[0] - a[0]) / total * (os.cpu_count() or 1) if total else 0.0
+
+
 def mem_mb(pid: int) -> dict:
     out = {}
     with open(f"/proc/{pid}/status") as fh:

@@ -17,7 +17,7 @@ from protocols.modbus.plan import plan
 from protocols.models import load_models
 from simulators.wire import LineSpec
 
-from harness import (PY, PingProbe, Procs, Subscriber, cpu_s, farm_record, find_key,
+from harness import (PY, PingProbe, Procs, Subscriber, busy_cores, cpu_s, machine_jiffies, farm_record, find_key,
                      gateway_config, mem_mb, start_farm, start_gateway, start_rtu_sim,
                      start_wire, uplink_bytes, wire_stats)
 
@@ -177,9 +177,10 @@ def tcp(ctx: Ctx, label: str, who: str, devices: int, *, interval: float = 1.0, 
         time.sleep(max(0.0, t_start - time.monotonic()))
         if proc.poll() is not None:
             raise RuntimeError(f"{label}: {who} exited early (see {label}-{who}.log)")
-        t0, c0 = time.monotonic(), cpu_s(proc.pid)
+        t0, c0, m0 = time.monotonic(), cpu_s(proc.pid), machine_jiffies()
         time.sleep(window)
-        t1, c1 = time.monotonic(), cpu_s(proc.pid)
+        t1, c1, m1 = time.monotonic(), cpu_s(proc.pid), machine_jiffies()
+        res["machine_busy_cores"] = busy_cores(m0, m1)
         res["mem_mb"] = mem_mb(proc.pid)
         if probe_t is not None:
             probe_t.stop()
@@ -243,9 +244,10 @@ def rtu(ctx: Ctx, label: str, who: str, baud: int, devices: int, *, warm: float,
         time.sleep(warm)
         if proc.poll() is not None:
             raise RuntimeError(f"{label}: {who} exited early")
-        s0, c0 = wire_stats(stats), cpu_s(proc.pid)
+        s0, c0, m0 = wire_stats(stats), cpu_s(proc.pid), machine_jiffies()
         time.sleep(window)
-        s1, c1 = wire_stats(stats), cpu_s(proc.pid)
+        s1, c1, m1 = wire_stats(stats), cpu_s(proc.pid), machine_jiffies()
+        res["machine_busy_cores"] = busy_cores(m0, m1)
     finally:
         procs.stop(proc, timeout=30)
         procs.stop(sim)

@@ -159,6 +159,15 @@ def markdown(R: dict) -> str:
                          f"{w['utilisation'] * 100:.1f} % | {w['wire_limited_share'] * 100:.1f} % | "
                          f"{w['master_wait_share'] * 100:.2f} % | {w['slave_wait_share'] * 100:.2f} % | "
                          f"{w['overlaps']} | {w['frame_end_late_max_ms']:.1f} ms |")
+    runs = [(k, v) for k, v in R.items() if isinstance(v, dict) and "machine_busy_cores" in v]
+    if runs:
+        lines += ["", "## How busy the machine was", "",
+                  "The machine is shared: each window's CPU use by every process on it, beside the measured process's own.", "",
+                  "| phase | window | measured process | whole machine (of %d cores) |" % (meta.get("cores") or 2),
+                  "|---|---|---|---|"]
+        for k, v in runs:
+            own = v["cpu_s"] / v["wall_s"] if v.get("wall_s") else None
+            lines.append(f"| {k} | {v['wall_s']:.0f} s | {_f(own, '{:.2f}', ' cores')} | {v['machine_busy_cores']:.2f} cores |")
     lines += ["", "Plots: `cpu_per_poll.png`, `loop_lag.png`, `cycle_vs_baud.png` (when matplotlib is installed).",
               "Raw figures: `results.json`. Method: docs/performance.md.", ""]
     if meta.get("notes"):
