@@ -294,9 +294,12 @@ class PingProbe(threading.Thread):
 # --------------------------------------------------------------------------- gateway
 
 def gateway_config(work: Path, gw_id: str, broker_port: int, buses: list[dict],
-                   devices: list[dict], state_dir: Path) -> Path:
+                   devices: list[dict], state_dir: Path, device_extra: str = "",
+                   extra: str = "") -> Path:
     """A site config (docs/configuration.md). buses: name, port and, for
-    serial, baudrate; devices: name, bus, unit, model, poll_interval_s."""
+    serial, baudrate; devices: name, bus, unit, model, poll_interval_s.
+    device_extra: TOML lines put in every [[device]] (e.g. an option under
+    test); extra: TOML appended at the end (e.g. an [outbox] table)."""
     lines = ["[gateway]", f'id = "{gw_id}"', f'state_dir = "{state_dir}"', 'language = "en"',
              'log_level = "info"', "", "[mqtt]", 'host = "127.0.0.1"', f"port = {broker_port}",
              "keepalive = 30", ""]
@@ -310,7 +313,12 @@ def gateway_config(work: Path, gw_id: str, broker_port: int, buses: list[dict],
         lines.append("")
     for d in devices:
         lines += ["[[device]]", f'name = "{d["name"]}"', f'bus = "{d["bus"]}"', f'unit = {d["unit"]}',
-                  f'model = "{d["model"]}"', f'poll_interval_s = {d["poll_interval_s"]}', ""]
+                  f'model = "{d["model"]}"', f'poll_interval_s = {d["poll_interval_s"]}']
+        if device_extra:
+            lines.append(device_extra)
+        lines.append("")
+    if extra:
+        lines.append(extra)
     path = work / f"{gw_id}.toml"
     path.write_text("\n".join(lines))
     return path

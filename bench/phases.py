@@ -36,6 +36,8 @@ class Ctx:
     bits: int = 11               # 8E1: the usual meter setting
     turnaround_s: float = 0.002
     shim: Path | None = None
+    device_extra: str = ""       # TOML lines for every gateway [[device]]
+    config_extra: str = ""       # TOML appended to every gateway config
 
     def reads(self, max_registers: int = 125, gap: int = 8) -> list[tuple[str, int, int]]:
         """The gateway's request plan for one device (bus defaults)."""
@@ -167,7 +169,7 @@ def tcp(ctx: Ctx, label: str, who: str, devices: int, *, interval: float = 1.0, 
             buses = [{"name": f"ep{e:02d}", "port": f"tcp://127.0.0.1:{p}"} for e, p in enumerate(fports)]
             devs = [{"name": name_of[k], "bus": "ep{:02d}".format(int(k.split(':')[0])),
                      "unit": int(k.split(":")[1]), "model": MODEL, "poll_interval_s": interval} for k in keys]
-            cfg = gateway_config(work, gw, ctx.broker, buses, devs, state)
+            cfg = gateway_config(work, gw, ctx.broker, buses, devs, state, ctx.device_extra, ctx.config_extra)
             sub = Subscriber(ctx.broker, gw)
             env = {"LD_PRELOAD": str(ctx.shim), "SLOWFSYNC_MS": str(slow_ms)} if slow_ms else None
             proc = start_gateway(procs, cfg, f"{label}-gateway", env)
@@ -239,7 +241,7 @@ def rtu(ctx: Ctx, label: str, who: str, baud: int, devices: int, *, warm: float,
             cfg = gateway_config(work, gw, ctx.broker, [{"name": "rtu", "port": where["master"], "baudrate": baud}],
                                  [{"name": f"fm-{u:02d}", "bus": "rtu", "unit": u, "model": MODEL,
                                    "poll_interval_s": 0.1} for u in range(1, devices + 1)],
-                                 work / gw / "state")
+                                 work / gw / "state", ctx.device_extra, ctx.config_extra)
             proc = start_gateway(procs, cfg, f"{label}-gateway")
         time.sleep(warm)
         if proc.poll() is not None:

@@ -128,7 +128,9 @@ def markdown(R: dict) -> str:
              f"`{meta['command']}` on {meta['machine']}; {meta['duration_s']:.0f} s. "
              f"Model `turbine-evc` (one register entry per value; the gateway plans "
              f"{meta['reads']}). Outbox `synchronous = full` (the default). Serial: 8E1 timing "
-             f"(11-bit characters) on the wire emulator, slave turnaround {meta['turnaround_ms']} ms.", "",
+             f"(11-bit characters) on the wire emulator, slave turnaround {meta['turnaround_ms']} ms."
+             + (f" Every device also had `{meta['device_extra']}`." if meta.get("device_extra") else "")
+             + (f" Config extra: `{meta['config_extra']}`." if meta.get("config_extra") else ""), "",
              "| figure | edgegw | bare pymodbus loop | edgegw / bare | target | verdict |",
              "|---|---|---|---|---|---|"]
     for r in rows(R):
@@ -211,13 +213,14 @@ def plots(R: dict, out: Path) -> list[str]:
         for k in runs:
             s = R[k].get("ping_series") or []
             if s:
-                axes[0].plot([t for t, _ in s], [v for _, v in s], lw=0.8, label=k.replace("_gateway", ""))
+                axes[0].plot([t for t, _ in s], [v for _, v in s], ".", ms=2.5, label=k.replace("_gateway", ""))
             lag = R[k].get("loop_lag_series") or []
             if lag:
                 axes[0].plot([t for t, _ in lag], [v.get("p999") for _, v in lag], "x", label=f"{k}: status p99.9")
             sil = R[k]["polls"].get("silence_series") or []
             if sil:
-                axes[1].plot([t for t, _ in sil], [v * 1000 for _, v in sil], lw=0.8, label=k.replace("_gateway", ""))
+                axes[1].plot([t for t, _ in sil], [v * 1000 for _, v in sil], ".-", lw=0.6, ms=3,
+                             label=k.replace("_gateway", ""))
         for ax in axes:
             ax.set_yscale("log")
             ax.legend(fontsize=8)
