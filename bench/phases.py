@@ -130,7 +130,7 @@ def tcp(ctx: Ctx, label: str, who: str, devices: int, *, interval: float = 1.0, 
     reads = ctx.reads()
     ports = max(1, devices // UNITS_PER_ENDPOINT)
     per = devices // ports
-    t_start = time.monotonic() + warm + (10 if devices >= 1000 else 5)
+    t_start = time.monotonic() + warm + (10 if devices >= 1000 else 3 if ctx.quick else 5)
     keys = [f"{e}:{u}" for e in range(ports) for u in range(1, per + 1)]
     name_of = {k: "ep{:02d}-u{:03d}".format(*map(int, k.split(":"))) for k in keys}
     flip_file = None

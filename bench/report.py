@@ -136,6 +136,8 @@ def markdown(R: dict) -> str:
              f"(11-bit characters) on the wire emulator, slave turnaround {meta['turnaround_ms']} ms."
              + (f" Every device also had `{meta['device_extra']}`." if meta.get("device_extra") else "")
              + (f" Config extra: `{meta['config_extra']}`." if meta.get("config_extra") else ""), "",
+             *(["**Quick run: short windows, verdicts are indicative only** (see the notes).", ""]
+               if "--quick" in meta.get("command", "") else []),
              "| figure | edgegw | bare pymodbus loop | edgegw / bare | target | verdict |",
              "|---|---|---|---|---|---|"]
     for r in rows(R):
