@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test sysdeps testdeps install firmware-deps bench clean
+.PHONY: demo test sysdeps testdeps install firmware-deps bench bench-quick bench-outbox clean
 
 # Mosquitto (the local broker for the demo and the tests) and socat
 # (pseudo-terminal pairs standing in for RS-485 adapters) come from Debian;
@@ -68,7 +68,21 @@ demo: sysdeps $(VENV)/.runtime
 test: sysdeps testdeps install firmware-deps .wheels/.built
 	EDGEGW_TEST_WHEELS=$(CURDIR)/.wheels $(PY) -m pytest -q -p no:cacheprovider
 
-bench: install
+# Benchmarks print figures (docs/performance.md); they never fail a build.
+# bench/run needs gcc for its slow-disk shim and installs matplotlib for its plots.
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	@command -v gcc >/dev/null || { echo "installing gcc from Debian (bench/slowfsync.c)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq gcc libc6-dev; }
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@
+
+bench: sysdeps $(VENV)/.bench-installed
+	$(PY) bench/run
+
+bench-quick: sysdeps $(VENV)/.bench-installed
+	$(PY) bench/run --quick
+
+bench-outbox: install
 	$(PY) bench/outbox.py
 
 clean:
