@@ -11,13 +11,29 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import (
+    PY,
+    PingProbe,
+    Procs,
+    Subscriber,
+    busy_cores,
+    cpu_s,
+    farm_record,
+    find_key,
+    gateway_config,
+    machine_jiffies,
+    mem_mb,
+    start_farm,
+    start_gateway,
+    start_rtu_sim,
+    start_wire,
+    uplink_bytes,
+    wire_stats,
+)
+
 from protocols.modbus.plan import plan
 from protocols.models import load_models
-from simulators.wire import LineSpec
-
-from harness import (PY, PingProbe, Procs, Subscriber, busy_cores, cpu_s, machine_jiffies, farm_record, find_key,
-                     gateway_config, mem_mb, start_farm, start_gateway, start_rtu_sim,
-                     start_wire, uplink_bytes, wire_stats)
+from simulators.line import LineSpec
 
 MODEL = "turbine-evc"        # written one entry per value; the planner groups the reads
 UNITS_PER_ENDPOINT = 50

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from simulators import noise, scenario as scen
+from simulators import noise
+from simulators import scenario as scen
 from simulators.rtu import Request, crc_ok, frame
 
 HEAD = """

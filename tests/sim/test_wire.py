@@ -12,8 +12,16 @@ import tty
 
 import pytest
 
-from simulators.wire import (FIXED_T35_S, MASTER, MAX_FRAME_BYTES, SLAVE, Line, LineSpec, WireEmulator,
-                             char_bits)
+from simulators.line import (
+    FIXED_T35_S,
+    MASTER,
+    MAX_FRAME_BYTES,
+    SLAVE,
+    Line,
+    LineSpec,
+    char_bits,
+)
+from simulators.wire import WireEmulator
 
 REQ = bytes([1, 3, 0, 0, 0, 28, 0x44, 0x03])          # read 28 holding registers of unit 1
 RESP = bytes([1, 3, 56]) + bytes(56) + b"\x00\x00"   # 5 + 2 * 28 bytes
