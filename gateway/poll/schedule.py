@@ -9,6 +9,7 @@ O(log n) and the heap holds at most a few stale entries per device.
 from __future__ import annotations
 
 import heapq
+import math
 import itertools
 from collections.abc import Iterable
 
@@ -66,7 +67,11 @@ def next_due(d: DeviceRuntime, now: float, backoff_max_s: float) -> float:
         # an unavailable unit backs off on its own, up to the bus's maximum
         backoff = interval * (2 ** min(10, d.fails - UNAVAILABLE_AFTER + 1))
         return now + min(max(interval, backoff_max_s), backoff)
-    # Fixed rate, not fixed delay; after a stall start afresh rather than
-    # firing a burst of catch-up polls.
+    # Fixed rate, not fixed delay. After a stall, skip the cycles it cost
+    # rather than fire catch-up polls, and keep each device's phase: were
+    # every late device moved to now + interval, they would all fall due at
+    # once, every cycle, from then on.
     nxt = d.next_due + interval
-    return nxt if nxt > now else now + interval
+    if nxt > now:
+        return nxt
+    return d.next_due + interval * (math.floor((now - d.next_due) / interval) + 1)

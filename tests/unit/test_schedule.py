@@ -79,3 +79,15 @@ def test_loop_lag_percentiles_and_the_diag_check():
     assert loop_item(lag.summary())["level"] == "fail"
     assert "p99.9" in check_text(loop_item(lag.summary()), "en")
     assert "事件循环" in check_text(loop_item(lag.summary()), "zh")
+
+
+def test_after_a_stall_devices_keep_their_phase_instead_of_bunching():
+    from gateway.poll.schedule import next_due
+    devs = [_dev(f"d{i}", 100.0 + i / 10) for i in range(10)]   # spread over one second
+    stall_end = 107.35                                           # the loop was held for 7 s
+    due = [next_due(d, stall_end, 60.0) for d in devs]
+    assert all(t > stall_end for t in due)
+    assert len({round(t % 1.0, 6) for t in due}) == 10          # still ten different phases
+    assert max(due) - min(due) <= 1.0 and max(due) - stall_end <= 1.0
+    on_time = _dev("x", 50.0)
+    assert next_due(on_time, 50.2, 60.0) == 51.0                  # no stall: fixed rate
