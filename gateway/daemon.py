@@ -32,6 +32,7 @@ from gateway.deliver.commit import GroupCommit
 from gateway.deliver.mqtt import MqttLink
 from gateway.deliver.outbox import Message, Outbox, Priority
 from gateway.deliver.publisher import Publisher
+from gateway.deliver.writer import StoreWriter
 from gateway.doors.site import DoorSite
 from gateway.faults.interpret import Interpreter
 from gateway.poll.bus import Bus
@@ -78,7 +79,7 @@ class Daemon:
         self.runtimes: dict[str, DeviceRuntime] = {}
         self.interps: dict[str, Interpreter] = {}
         self._snap_saved: dict[str, dict] = {}
-        self.outbox: Outbox | None = None
+        self.outbox: StoreWriter | None = None   # the outbox, behind the store's thread
         self.state: StateStore | None = None
         self.publisher: Publisher | None = None
         self.link: MqttLink | None = None
@@ -102,9 +103,12 @@ class Daemon:
         opts = dict(max_bytes=oc.max_bytes, max_age_s=oc.max_age_days * 86400.0,
                     synchronous=oc.synchronous.upper(), inflight=oc.inflight)
         unwritable = None
+        # One thread owns the SQLite connection and the state.json writes:
+        # nothing durable waits on the disk on the event loop.
+        loop = asyncio.get_running_loop()
         try:
-            self.outbox = Outbox.open(sd / "outbox.db", **opts)
             self.state = StateStore(sd / "state.json")
+            self.outbox = StoreWriter(lambda: Outbox.open(sd / "outbox.db", **opts), loop, self.state)
         except (OSError, sqlite3.Error) as exc:
             # A read-only or failing SD card: run from RAM rather than crash
             # and restart forever; alarms still go out while the broker is
@@ -112,8 +116,9 @@ class Daemon:
             unwritable = f"{sd}: {exc}"
             log.critical("cannot write the state folder (%s): running with the store in RAM; "
                          "messages are not kept across a restart until this is fixed", unwritable)
-            self.outbox = Outbox.in_ram(unwritable, **opts)
+            self.outbox = StoreWriter(lambda: Outbox.in_ram(unwritable, **opts), loop)
             self.state = StateStore(Path(self.outbox.directory) / "state.json")
+            self.outbox.attach_state(self.state)
         if unwritable:
             self._gateway_event("store_unwritable", {"path": str(sd), "error": unwritable})
         for path in list(self.outbox.quarantined) + list(self.state.quarantined):
@@ -211,15 +216,16 @@ class Daemon:
             self.outbox.put([], kv=kv)
 
     def _flush_state(self) -> None:
-        """Human-readable site state for the CLI, at most once a minute (SD wear)."""
-        for name, d in self.runtimes.items():
-            self.state.put("devices", name, {
-                "values": payloads.published_values(d.model, d.last_values),
-                "last_good_ts": d.last_good_ts,
-                "available": d.available,
-                "last_error": d.last_error,
-                "active": self.interps[name].active(),
-            })
+        """Human-readable site state for the CLI, at most once a minute (SD wear):
+        one atomic write of state.json for all devices, on the store's thread,
+        and none when nothing changed."""
+        self.outbox.write_state("devices", {name: {
+            "values": payloads.published_values(d.model, d.last_values),
+            "last_good_ts": d.last_good_ts,
+            "available": d.available,
+            "last_error": d.last_error,
+            "active": self.interps[name].active(),
+        } for name, d in self.runtimes.items()})
 
     # -- status ----------------------------------------------------------------
 
@@ -357,12 +363,13 @@ class Daemon:
         bus_tasks = [t for t in tasks if t.get_name().startswith("bus:")]
         await asyncio.wait(bus_tasks, timeout=5.0) if bus_tasks else None
         self.commit.flush()
-        self.publisher.pump()
+        await self.publisher.pump()
         await self.publisher.drain(SHUTDOWN_DRAIN_S)
         last = None
         if self.link.connected:
             body = self.status_body(online=False)
-            body["seq"] = self._status_seq if self._status_seq is not None else self.outbox.reserve_seq()
+            body["seq"] = self._status_seq if self._status_seq is not None \
+                else await self.outbox.reserve_seq_async()
             body["reason"] = "stopped"
             last = (self.topics.status, payloads.dumps(body))
         await self.link.stop(last)
@@ -372,6 +379,5 @@ class Daemon:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._save_snapshots()
         self._flush_state()
-        backlog = self.outbox.stats().get("backlog_msgs", 0)
-        self.outbox.close()
+        backlog = (await self.outbox.aclose()).get("backlog_msgs", 0)
         log.info("stopped; %d messages wait in the outbox for the next start", backlog)
