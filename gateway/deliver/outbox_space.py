@@ -56,6 +56,7 @@ class Space:
         self._ceiling: int | None = None
         self._ckpt = CKPT_MAX_PAGES
         self._checked = float("-inf")
+        self._unchecked = 0  # bytes that may still be written before the next look
 
     # -- the filesystem
 
@@ -178,16 +179,20 @@ class Space:
         pages = db.execute("PRAGMA page_count").fetchone()[0]
         db.execute(f"PRAGMA max_page_count={pages}")
 
-    def check(self, db: sqlite3.Connection, force: bool = False) -> None:
-        """Before storing: look at the free space (at most every CHECK_EVERY_S);
-        go tight when it is low, leave tight mode when there is room again."""
+    def check(self, db: sqlite3.Connection, force: bool = False, writing: int = 0) -> None:
+        """Before storing `writing` bytes: look at the free space (every
+        CHECK_EVERY_S, or sooner when that much was written since that half of
+        what was above the floor is gone); go tight when it is low, leave
+        tight mode when there is room again."""
         now = time.monotonic()
-        if not force and now - self._checked < CHECK_EVERY_S:
+        self._unchecked -= writing * 2  # pages, indexes and the WAL: about twice the payload
+        if not force and now - self._checked < CHECK_EVERY_S and self._unchecked > 0:
             return
         self._checked = now
         free = self._statvfs()
         if free is None:
             return
+        self._unchecked = (free - self.low) // 2
         ckpt = max(CKPT_MIN_PAGES, min(CKPT_MAX_PAGES, free // 8 // self.page))
         if ckpt != self._ckpt:
             db.execute(f"PRAGMA wal_autocheckpoint={ckpt}")

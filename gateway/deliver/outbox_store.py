@@ -283,7 +283,7 @@ class Store:
         for r in rows:
             r.stamp = now
         try:
-            self._space.check(self._db)
+            self._space.check(self._db, writing=sum(r.size for r in rows))
         except sqlite3.Error as exc:
             self._degrade(exc)
         if self._held or self._health != "ok":
