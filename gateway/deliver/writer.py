@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 WINDOW_S = 0.02          # puts handed over within this window share one transaction
 MAX_PENDING = 500        # ... or fewer, once this many messages are waiting
 STATE_WARN_EVERY_S = 600.0
+SNAPSHOT_EVERY_S = 0.2   # stats() for status and diag: fresh enough, and not a query per round
 SYNC_TIMEOUT_S = 10.0
 
 
@@ -59,7 +60,8 @@ class StoreWriter:
     Has the outbox's API, minus waiting: put, ack, release_inflight, flush
     and retry hand work over; next_batch is awaited; stats, health and kv_get
     answer at once. reserve_seq() is the one call that still waits (for one
-    synced commit, ahead of queued work): use reserve_seq_async on the loop."""
+    synced commit, ahead of puts waiting for their window): use
+    reserve_seq_async on the loop."""
 
     def __init__(self, open_outbox: Callable[[], Outbox], loop: asyncio.AbstractEventLoop,
                  state: StateStore | None = None) -> None:
@@ -70,6 +72,7 @@ class StoreWriter:
         self._ops: deque[_Op] = deque()
         self._cv = threading.Condition()
         self._pending = 0
+        self._put_since: float | None = None   # when the oldest waiting put was handed over
         self._urgent = False
         self._closed = False
         self._state_due: dict[str, dict] = {}
@@ -77,6 +80,7 @@ class StoreWriter:
         self._state_warned = float("-inf")
         self._listeners: list[Callable[[], None]] = []
         self.commits = 0
+        self._snap_at = 0.0
         ready: concurrent.futures.Future = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, args=(open_outbox, ready), name="edgegw-store",
                                         daemon=True)
@@ -96,6 +100,8 @@ class StoreWriter:
                 return False
             self._closed = op.kind == "close"
             self._ops.append(op)
+            if op.kind == "put" and self._put_since is None:
+                self._put_since = time.monotonic()
             self._pending += len(op.rows)
             if urgent or self._pending >= MAX_PENDING:
                 self._urgent = True
@@ -161,7 +167,7 @@ class StoreWriter:
 
     async def reserve_seq_async(self) -> int | None:
         fut = self._loop.create_future()
-        if not self._submit(_Op("seq", (), fut), urgent=True):
+        if not self._submit(_Op("seq", (), fut)):
             return None
         return await fut
 
@@ -169,7 +175,7 @@ class StoreWriter:
         """A seq for a message sent outside the outbox, recorded before it is
         returned. Waits for one synced commit (ahead of the queue)."""
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        if not self._submit(_Op("seq", (), fut), urgent=True):
+        if not self._submit(_Op("seq", (), fut)):   # not a put: never waits for the window
             return None
         try:
             return fut.result(SYNC_TIMEOUT_S)
@@ -202,22 +208,27 @@ class StoreWriter:
     # -- the store's thread -----------------------------------------------------
 
     def _take(self) -> list[_Op]:
+        """The next round: everything once the oldest put's window is over (or
+        something urgent came); before that, only what is not a put, so a
+        batch or an ack never waits for the window."""
         with self._cv:
-            while not self._ops:
-                self._cv.wait()
-            if self._ops[0].kind == "put":
-                # let the other buses' readings of the next few ms join this commit
-                deadline = time.monotonic() + WINDOW_S
-                while not self._urgent:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cv.wait(left)
-            ops = list(self._ops)
-            self._ops.clear()
-            self._pending = 0
-            self._urgent = False
-            return ops
+            while True:
+                if self._ops:
+                    since = self._put_since
+                    if self._urgent or since is None or time.monotonic() - since >= WINDOW_S:
+                        ops = list(self._ops)
+                        self._ops.clear()
+                        self._pending = 0
+                        self._put_since = None
+                        self._urgent = False
+                        return ops
+                    others = [op for op in self._ops if op.kind != "put"]
+                    if others:
+                        self._ops = deque(op for op in self._ops if op.kind == "put")
+                        return others
+                    self._cv.wait(since + WINDOW_S - time.monotonic())
+                else:
+                    self._cv.wait()
 
     def _run(self, open_outbox: Callable[[], Outbox], ready: concurrent.futures.Future) -> None:
         try:
@@ -244,8 +255,7 @@ class StoreWriter:
                 rows.extend(op.rows)
                 kv.update(op.kv)
         if rows or kv:
-            # puts first: a batch asked for in the same round sees them, and
-            # nothing is offered before it is committed
+            # puts first: a batch asked for in the same round sees them
             try:
                 ob.put_encoded(rows, kv)
             except Exception:  # noqa: BLE001 - not bad input (that raised on the loop)
@@ -260,7 +270,10 @@ class StoreWriter:
             if not go_on:
                 break  # closed: nothing is queued after a close
         else:
-            self._snap = ob.stats()
+            now = time.monotonic()
+            if now - self._snap_at >= SNAPSHOT_EVERY_S or ob.health != self._snap.get("health"):
+                self._snap = ob.stats()
+                self._snap_at = now
         if rows:
             self.commits += 1
             for fn in self._listeners:

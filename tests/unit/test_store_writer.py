@@ -31,11 +31,16 @@ def run(coro):
     return asyncio.run(coro)
 
 
-async def committed(writer):
-    """Wait for the next commit that stored messages."""
+def listen(writer):
+    """An event set by every commit that stores messages (register it before the put)."""
     done = asyncio.Event()
     writer.on_commit(done.set)
+    return done
+
+
+async def committed(done):
     await asyncio.wait_for(done.wait(), 5)
+    done.clear()
 
 
 def test_puts_commit_together_and_are_offered_once_committed(tmp_path):
@@ -43,11 +48,12 @@ def test_puts_commit_together_and_are_offered_once_committed(tmp_path):
 
     async def main():
         w = StoreWriter(lambda: Outbox.open(path), asyncio.get_running_loop())
+        done = listen(w)
         # three buses' polls in the same moment: one transaction
         w.put([tel(1), ev(2)])
         w.put([tel(3)], kv={"interp/fm-01": {"n": 1}})
         w.put([tel(4)])
-        await committed(w)
+        await committed(done)
         assert w.commits == 1
         # committed: another connection sees every row and the kv
         db = sqlite3.connect(path)
@@ -68,11 +74,14 @@ def test_puts_commit_together_and_are_offered_once_committed(tmp_path):
     assert Outbox.open(path).stats()["backlog_msgs"] == 0
 
 
-def test_a_batch_asked_for_with_a_put_sees_it(tmp_path):
+def test_a_batch_never_waits_for_the_window_and_offers_only_what_is_committed(tmp_path):
     async def main():
         w = StoreWriter(lambda: Outbox.open(str(tmp_path / "o.db")), asyncio.get_running_loop())
+        done = listen(w)
         w.put([ev(1)])
-        batch = await w.next_batch(10)   # queued behind the put: the put commits first
+        first = await w.next_batch(10)    # answered at once, before the put's window ends
+        await committed(done)
+        batch = first + await w.next_batch(10)
         assert [json.loads(p.payload)["i"] for p in batch] == [1]
         w.close()
 
@@ -96,8 +105,10 @@ def test_the_loop_never_touches_the_database_or_syncs(tmp_path, monkeypatch):
     async def main():
         loop_thread = threading.get_ident()
         w = StoreWriter(lambda: Outbox.open(str(tmp_path / "o.db")), asyncio.get_running_loop(), state)
+        done = listen(w)
         w.put([tel(1), ev(2)], kv={"door/d1": {"last_index": 7}})
         w.write_state("devices", {"fm-01": {"values": {"flow_m3h": 1.5}}})
+        await committed(done)
         batch = await w.next_batch(10)
         seq = await w.reserve_seq_async()
         assert seq == batch[-1].seq + 1
