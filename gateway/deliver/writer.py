@@ -100,12 +100,14 @@ class StoreWriter:
                 return False
             self._closed = op.kind == "close"
             self._ops.append(op)
+            wake = op.kind != "put" or self._put_since is None
             if op.kind == "put" and self._put_since is None:
                 self._put_since = time.monotonic()
             self._pending += len(op.rows)
-            if urgent or self._pending >= MAX_PENDING:
-                self._urgent = True
-            self._cv.notify()
+            if (urgent or self._pending >= MAX_PENDING) and not self._urgent:
+                self._urgent = wake = True
+            if wake:   # a later put joins a window the thread already waits out
+                self._cv.notify()
         return True
 
     def attach_state(self, state: StateStore) -> None:
