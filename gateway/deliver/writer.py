@@ -79,6 +79,7 @@ class StoreWriter:
         self._state_failing_since: float | None = None
         self._state_warned = float("-inf")
         self._listeners: list[Callable[[], None]] = []
+        self._seq_waiting: list[concurrent.futures.Future] = []   # reserve_seq() callers, blocked
         self.commits = 0
         self._snap_at = 0.0
         ready: concurrent.futures.Future = concurrent.futures.Future()
@@ -100,7 +101,10 @@ class StoreWriter:
                 return False
             self._closed = op.kind == "close"
             self._ops.append(op)
-            wake = op.kind != "put" or self._put_since is None
+            # Acks and a disconnect's release ride with the next round (a
+            # batch, a put, the housekeeping flush): waking the thread for
+            # each PUBACK would cost more than the ack itself.
+            wake = op.kind not in ("put", "ack", "release") or (op.kind == "put" and self._put_since is None)
             if op.kind == "put" and self._put_since is None:
                 self._put_since = time.monotonic()
             self._pending += len(op.rows)
@@ -175,10 +179,14 @@ class StoreWriter:
 
     def reserve_seq(self) -> int | None:
         """A seq for a message sent outside the outbox, recorded before it is
-        returned. Waits for one synced commit (ahead of the queue)."""
+        returned. Waits on the loop for one synced commit: the thread serves
+        it between any two of its steps, ahead of everything queued."""
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        if not self._submit(_Op("seq", (), fut)):   # not a put: never waits for the window
-            return None
+        with self._cv:
+            if self._closed:
+                return None
+            self._seq_waiting.append(fut)
+            self._cv.notify()
         try:
             return fut.result(SYNC_TIMEOUT_S)
         except concurrent.futures.TimeoutError:
@@ -215,6 +223,8 @@ class StoreWriter:
         batch or an ack never waits for the window."""
         with self._cv:
             while True:
+                if self._seq_waiting:
+                    return []   # _round serves them first
                 if self._ops:
                     since = self._put_since
                     if self._urgent or since is None or time.monotonic() - since >= WINDOW_S:
@@ -248,7 +258,18 @@ class StoreWriter:
             except Exception:  # noqa: BLE001 - the store's thread must outlive any one bug
                 log.exception("store: unexpected error")
 
+    def _serve_seqs(self) -> None:
+        with self._cv:
+            waiting, self._seq_waiting = self._seq_waiting, []
+        for fut in waiting:
+            try:
+                fut.set_result(self._ob.reserve_seq())
+            except Exception as exc:  # noqa: BLE001
+                log.exception("store: seq failed")
+                fut.set_exception(exc)
+
     def _round(self, ops: list[_Op]) -> bool:
+        self._serve_seqs()
         ob = self._ob
         rows: list[Row] = []
         kv: dict[str, str] = {}
@@ -264,6 +285,7 @@ class StoreWriter:
                 log.exception("store: %d message(s) could not be stored", len(rows))
         go_on = True
         for op in ops:
+            self._serve_seqs()   # a blocked loop comes before queued work
             try:
                 go_on = self._do(op)
             except Exception as exc:  # noqa: BLE001
@@ -300,6 +322,7 @@ class StoreWriter:
         elif kind == "state":
             self._write_state()
         elif kind == "close":
+            self._serve_seqs()
             self._write_state()
             ob.flush()
             last = ob.stats()

@@ -256,3 +256,26 @@ def test_a_state_file_that_cannot_be_written_is_one_warning(tmp_path, caplog):
         assert StateStore(str(where / "state.json")).get("devices", "fm-01") == {"n": 99}
     finally:
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_the_waiting_seq_is_recorded_and_never_reused(tmp_path):
+    """reserve_seq() (the status, command replies) still waits on the loop:
+    for one synced commit, served ahead of queued work. The number is recorded
+    before it is returned, so a restart never hands it out again."""
+    path = str(tmp_path / "o.db")
+
+    async def main():
+        w = StoreWriter(lambda: Outbox.open(path), asyncio.get_running_loop())
+        done = listen(w)
+        w.put([ev(1)])
+        await committed(done)
+        (p,) = await w.next_batch(10)
+        s1 = w.reserve_seq()
+        s2 = await w.reserve_seq_async()
+        assert p.seq < s1 < s2
+        return s2   # and no close, as after a crash
+
+    s2 = run(main())
+    ob = Outbox.open(path)
+    ob.put([ev(2)])
+    assert ob.next_batch(10)[-1].seq > s2
