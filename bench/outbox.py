@@ -18,6 +18,7 @@ colour another's RSS. Results are printed and written as JSON (--json).
 from __future__ import annotations
 
 import argparse
+import gc as pygc
 import json
 import os
 import queue
@@ -316,9 +317,21 @@ def phase_loop(d: str, sync: str, seconds: float, polls_s: int) -> dict:
                 await asyncio.sleep(0.005)
                 lags.append(time.perf_counter() - t - 0.005)
 
+        pauses: list[float] = []
+        begun: list[float] = []
+
+        def on_gc(phase: str, info: dict) -> None:
+            if info.get("generation") == 2:
+                if phase == "start":
+                    begun.append(time.perf_counter())
+                elif begun:
+                    pauses.append(time.perf_counter() - begun.pop())
+        pygc.callbacks.append(on_gc)   # full collections' pauses, to tell them from the store's
         cpu0 = time.process_time()
         await asyncio.gather(*(bus(b) for b in range(5)), consumer(), sampler())
         cpu = time.process_time() - cpu0
+        pygc.callbacks.remove(on_gc)
+        done["gc2_ms"] = [round(x * 1000, 1) for x in pauses]
         ob.close()
         return {"cpu_s": cpu}
 
@@ -331,7 +344,7 @@ def phase_loop(d: str, sync: str, seconds: float, polls_s: int) -> dict:
             "cpu_ms_per_msg": round(r["cpu_s"] / max(1, done["msgs"]) * 1000, 3),
             "lag_ms": {"p50": q(lags, 50), "p99": q(lags, 99), "p99.9": q(lags, 99.9), "max": q(lags, 100)},
             "loop_ms_per_put": {"p50": q(put_s, 50), "p99": q(put_s, 99), "max": q(put_s, 100)},
-            "store_thread": StoreWriter is not None}
+            "store_thread": StoreWriter is not None, "gc2_ms": done.get("gc2_ms", [])}
 
 
 PHASES: dict[str, Any] = {"enqueue": phase_enqueue, "drain": phase_drain, "backlog": phase_backlog,
@@ -422,7 +435,8 @@ def main() -> None:
             print(f"event loop, {where:<13}: {r['polls_s']} polls/s, {r['msgs']} msgs taken; lag p50/p99/p99.9/max "
                   f"{r['lag_ms']['p50']}/{r['lag_ms']['p99']}/{r['lag_ms']['p99.9']}/{r['lag_ms']['max']} ms; "
                   f"loop time per put p50/p99/max {r['loop_ms_per_put']['p50']}/{r['loop_ms_per_put']['p99']}/"
-                  f"{r['loop_ms_per_put']['max']} ms; CPU {r['cpu_ms_per_msg']} ms/msg ({who})")
+                  f"{r['loop_ms_per_put']['max']} ms; CPU {r['cpu_ms_per_msg']} ms/msg ({who}); "
+                  f"full GC pauses {r.get('gc2_ms')} ms")
     print("targets:")
     ratios = {
         "enqueue FULL >= 2,000 msgs/s": ef["msgs_s"] / TARGETS["enqueue_full_msgs_s"] if ef else None,
