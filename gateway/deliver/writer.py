@@ -34,12 +34,15 @@ from typing import Any
 from gateway.site.state import StateStore
 
 from .outbox import Outbox
-from .outbox_rows import Message, Row, encode, encode_kv
+from .outbox_rows import NAMES, Message, Priority, Row, encode, encode_kv
 
 log = logging.getLogger(__name__)
 
 WINDOW_S = 0.02          # puts handed over within this window share one transaction
 MAX_PENDING = 500        # ... or fewer, once this many messages are waiting
+# Messages waiting for the thread, at most. Above it the thread is stuck on
+# a dying card: readings and state are dropped (counted), events still wait.
+MAX_QUEUED = 20_000
 STATE_WARN_EVERY_S = 600.0
 SNAPSHOT_EVERY_S = 0.2   # stats() for status and diag: fresh enough, and not a query per round
 SYNC_TIMEOUT_S = 10.0
@@ -80,6 +83,8 @@ class StoreWriter:
         self._state_warned = float("-inf")
         self._listeners: list[Callable[[], None]] = []
         self._seq_waiting: list[concurrent.futures.Future] = []   # reserve_seq() callers, blocked
+        self._queued = 0                    # messages handed over, not yet taken by the thread
+        self._shed = [0, 0, 0]              # dropped by Priority because the thread was that far behind
         self.commits = 0
         self._snap_at = 0.0
         ready: concurrent.futures.Future = concurrent.futures.Future()
@@ -108,6 +113,7 @@ class StoreWriter:
             if op.kind == "put" and self._put_since is None:
                 self._put_since = time.monotonic()
             self._pending += len(op.rows)
+            self._queued += len(op.rows)
             if (urgent or self._pending >= MAX_PENDING) and not self._urgent:
                 self._urgent = wake = True
             if wake:   # a later put joins a window the thread already waits out
@@ -127,6 +133,11 @@ class StoreWriter:
         next group commit. Bad input raises here and nothing is handed over."""
         rows = [encode(m) for m in messages]
         kvj = encode_kv(kv)
+        if self._queued + len(rows) > MAX_QUEUED:
+            for r in rows:
+                if r.prio != Priority.EVENT:
+                    self._shed[r.prio] += 1
+            rows = [r for r in rows if r.prio == Priority.EVENT]
         if not rows and not kvj:
             return
         self._kv.update(kvj)  # the running process reads its own writes
@@ -194,7 +205,13 @@ class StoreWriter:
             return None
 
     def stats(self) -> dict:
-        return dict(self._snap)
+        out = dict(self._snap)
+        if any(self._shed):
+            dropped = dict(out.get("dropped") or {})
+            for p in Priority:
+                dropped[NAMES[p]] = dropped.get(NAMES[p], 0) + self._shed[p]
+            out["dropped"] = dropped
+        return out
 
     @property
     def health(self) -> str:
@@ -231,6 +248,7 @@ class StoreWriter:
                         ops = list(self._ops)
                         self._ops.clear()
                         self._pending = 0
+                        self._queued = 0
                         self._put_since = None
                         self._urgent = False
                         return ops

@@ -279,3 +279,34 @@ def test_the_waiting_seq_is_recorded_and_never_reused(tmp_path):
     ob = Outbox.open(path)
     ob.put([ev(2)])
     assert ob.next_batch(10)[-1].seq > s2
+
+
+def test_a_stuck_store_thread_bounds_what_waits_in_memory(tmp_path, monkeypatch):
+    """A card that takes for ever to sync: what waits for the thread is
+    bounded. Readings beyond the bound are dropped and counted; events are
+    never dropped for it."""
+    import gateway.deliver.writer as writer_mod
+
+    monkeypatch.setattr(writer_mod, "MAX_QUEUED", 10)
+    gate = threading.Event()
+
+    class Stuck(StoreWriter):
+        def _round(self, ops):      # the thread hangs in its next round, as in a sync
+            gate.wait(10)
+            return super()._round(ops)
+
+    async def main():
+        w = Stuck(lambda: Outbox.open(str(tmp_path / "o.db")), asyncio.get_running_loop())
+        for i in range(20):
+            w.put([tel(i), ev(i)])
+        assert w.stats()["dropped"]["telemetry"] >= 10
+        assert w.stats()["dropped"]["event"] == 0
+        gate.set()
+        last = await w.aclose()
+        return last
+
+    last = run(main())
+    ob = Outbox.open(str(tmp_path / "o.db"))
+    events = [json.loads(p.payload)["i"] for p in ob.next_batch(100) if p.topic.endswith("/event")]
+    assert events == list(range(20))
+    assert last["backlog_msgs"] == ob.stats()["backlog_msgs"] <= 30
