@@ -79,7 +79,7 @@ class StoreWriter:
         self._urgent = False
         self._closed = False
         self._state_due: dict[str, dict] = {}
-        self._state_failing_since: float | None = None
+        self._state_failing = False
         self._state_warned = float("-inf")
         self._listeners: list[Callable[[], None]] = []
         self._seq_waiting: list[concurrent.futures.Future] = []   # reserve_seq() callers, blocked
@@ -361,18 +361,15 @@ class StoreWriter:
             try:
                 self._state.put_many(table, docs)
             except OSError as exc:
-                now = time.monotonic()
-                if self._state_failing_since is None:
-                    self._state_failing_since = now
-                if now - self._state_warned >= STATE_WARN_EVERY_S:
-                    self._state_warned = now
+                self._state_failing = True
+                if time.monotonic() - self._state_warned >= STATE_WARN_EVERY_S:
+                    self._state_warned = time.monotonic()
                     log.warning("%s not written (%s): `edgegw status` shows older values while the "
                                 "daemon is stopped; tried again at every flush", self._state.path, exc)
                 continue
-            if self._state_failing_since is not None:
+            if self._state_failing:
                 log.info("%s written again", self._state.path)
-                self._state_failing_since = None
-                self._state_warned = float("-inf")
+                self._state_failing, self._state_warned = False, float("-inf")
 
     def _call(self, fn: Callable, *args) -> None:
         try:
