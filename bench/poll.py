@@ -30,6 +30,7 @@ import asyncio
 import gc
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -169,6 +170,7 @@ def with_slow_fsync(ms: float) -> None:
     subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(so), str(HERE / "slowsync.c"), "-ldl"],
                    check=True)
     env = dict(os.environ, SLOWSYNC_MS=str(int(ms)), LD_PRELOAD=str(so))
+    # the shim stays loaded until the process ends; its folder is tiny and in /tmp
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
@@ -225,6 +227,7 @@ def main() -> int:
     finally:
         stop_proc(sim)
         broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
