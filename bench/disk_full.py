@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -36,6 +37,7 @@ def main() -> int:
     ap.add_argument("--hold", type=float, default=60.0, help="seconds the uplink stays down once full")
     ap.add_argument("--devices", type=int, default=10)
     ap.add_argument("--size", default="2m", help="tmpfs size of the state folder")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (logs) for a look")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="edgegw-diskfull-"))
     fs = Tmpfs(work / "state", args.size)
@@ -89,12 +91,14 @@ def main() -> int:
     by_seq = {b["seq"]: b for b in events}
     seqs = sorted({b["seq"] for b in sub.select() if b.get("seq") is not None})
     holes = len(set(range(seqs[0], seqs[-1] + 1)) - set(seqs)) if seqs else 0
-    print(f"run time                {time.monotonic() - t0:.0f} s, work folder {work}")
+    print(f"run time                {time.monotonic() - t0:.0f} s" + (f", work folder {work}" if args.keep else ""))
     print(f"fault edges produced    {len(produced)}")
     print(f"fault edges delivered   {len(by_seq)} distinct, {len(events) - len(by_seq)} duplicates (same seq)")
     print(f"seq holes               {holes}")
     print(f"tracebacks in the log   {log.count('Traceback')}")
     print(f"state.json warnings     {sum(1 for ln in log.splitlines() if 'state.json' in ln)}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
     return 0 if len(produced) == len(by_seq) and not holes else 1
 
 
