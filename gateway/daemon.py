@@ -35,6 +35,7 @@ from gateway.deliver.outbox import Message, Outbox, Priority
 from gateway.deliver.publisher import IDLE_TURN_S, Publisher
 from gateway.deliver.report import Reporter
 from gateway.deliver.status import StatusTopic
+from gateway.deliver.writer import StoreWriter
 from gateway.doors.poller import STATE_NUMBERS
 from gateway.doors.site import DoorSite
 from gateway.faults.interpret import Interpreter
@@ -89,7 +90,7 @@ class Daemon:
         self.interps: dict[str, Interpreter] = {}
         self.reporters: dict[str, Reporter] = {}   # devices that report by exception
         self._snap_saved: dict[str, dict] = {}
-        self.outbox: Outbox | None = None
+        self.outbox: StoreWriter | None = None   # the outbox, behind the store's thread
         self.state: StateStore | None = None
         self.publisher: Publisher | None = None
         self.link: MqttLink | None = None
@@ -111,9 +112,12 @@ class Daemon:
         opts = dict(max_bytes=oc.max_bytes, max_age_s=oc.max_age_days * 86400.0,
                     synchronous=oc.synchronous.upper(), inflight=oc.inflight)
         unwritable = None
+        # One thread owns the SQLite connection and the state.json writes:
+        # nothing durable waits on the disk on the event loop.
+        loop = asyncio.get_running_loop()
         try:
-            self.outbox = Outbox.open(sd / "outbox.db", **opts)
             self.state = StateStore(sd / "state.json")
+            self.outbox = StoreWriter(lambda: Outbox.open(sd / "outbox.db", **opts), loop, self.state)
         except (OSError, sqlite3.Error) as exc:
             # A read-only or failing SD card: run from RAM rather than crash
             # and restart forever; alarms still go out while the broker is
@@ -121,8 +125,9 @@ class Daemon:
             unwritable = f"{sd}: {exc}"
             log.critical("cannot write the state folder (%s): running with the store in RAM; "
                          "messages are not kept across a restart until this is fixed", unwritable)
-            self.outbox = Outbox.in_ram(unwritable, **opts)
+            self.outbox = StoreWriter(lambda: Outbox.in_ram(unwritable, **opts), loop)
             self.state = StateStore(Path(self.outbox.directory) / "state.json")
+            self.outbox.attach_state(self.state)
         if unwritable:
             self._gateway_event("store_unwritable", {"path": str(sd), "error": unwritable})
         for path in list(self.outbox.quarantined) + list(self.state.quarantined):
@@ -227,15 +232,16 @@ class Daemon:
             self.outbox.put([], kv=kv)
 
     def _flush_state(self) -> None:
-        """Human-readable site state for the CLI, at most once a minute (SD wear)."""
-        for name, d in self.runtimes.items():
-            self.state.put("devices", name, {
-                "values": payloads.published_values(d.model, d.last_values),
-                "last_good_ts": d.last_good_ts,
-                "available": d.available,
-                "last_error": d.last_error,
-                "active": self.interps[name].active(),
-            })
+        """Human-readable site state for the CLI, at most once a minute (SD wear):
+        one atomic write of state.json for all devices, on the store's thread,
+        and none when nothing changed."""
+        self.outbox.write_state("devices", {name: {
+            "values": payloads.published_values(d.model, d.last_values),
+            "last_good_ts": d.last_good_ts,
+            "available": d.available,
+            "last_error": d.last_error,
+            "active": self.interps[name].active(),
+        } for name, d in self.runtimes.items()})
 
     # -- status ----------------------------------------------------------------
 
@@ -259,8 +265,8 @@ class Daemon:
         return (f"{online}/{len(self.runtimes)} devices online, backlog {st.get('backlog_msgs', 0)}, "
                 f"broker {'connected' if self.link and self.link.connected else 'not connected'}")
 
-    def publish_status(self) -> None:
-        self.status.publish(self.link, self.status_body())
+    async def publish_status(self) -> None:
+        await self.status.publish(self.link, self.status_body())
 
     def _announcer(self) -> Announcer | None:
         """Home Assistant discovery: what to announce, and what was (docs/integrations.md)."""
@@ -284,7 +290,10 @@ class Daemon:
     # -- run -------------------------------------------------------------------
 
     def _on_up(self) -> None:
-        self.publish_status()
+        asyncio.get_running_loop().create_task(self._up())
+
+    async def _up(self) -> None:
+        await self.publish_status()   # ahead of any backlog: it describes now
         self.publisher.up()
         if self.announcer is not None:
             self.announcer.on_up(lambda topic, payload: self.link.publish(topic, payload, qos=1, retain=True))
@@ -301,7 +310,7 @@ class Daemon:
                 draining = (self.outbox.stats().get("oldest_age_s") or 0) >= BACKLOG_AGE_S
                 every = STATUS_BACKLOG_INTERVAL_S if draining else STATUS_INTERVAL_S
                 if time.monotonic() - self.status.sent_mono >= every:
-                    self.publish_status()
+                    await self.publish_status()
                 self.service.status(self.summary())
                 if time.monotonic() - last_state >= STATE_FLUSH_INTERVAL_S:
                     self._save_snapshots()
@@ -324,7 +333,7 @@ class Daemon:
         def on_message(topic: str, payload: bytes) -> None:
             for x in listeners:
                 x.on_message(topic, payload)
-        self.status = StatusTopic(self.topics.status, self.cfg.gateway.id, self.outbox.reserve_seq)
+        self.status = StatusTopic(self.topics.status, self.cfg.gateway.id, self.outbox.reserve_seq_async)
         self.link = MqttLink(self.cfg.mqtt, will=self.status.will, on_up=self._on_up,
                              on_down=self._down, on_ack=self._acked,
                              on_message=on_message if listeners else None,
@@ -372,11 +381,11 @@ class Daemon:
         bus_tasks = [t for t in tasks if t.get_name().startswith("bus:")]
         await asyncio.wait(bus_tasks, timeout=5.0) if bus_tasks else None
         self.commit.flush()
-        self.publisher.pump()
+        await self.publisher.pump()
         await self.publisher.drain(SHUTDOWN_DRAIN_S)
         last = None
         if self.link.connected:
-            last = self.status.last(self.status_body(online=False))
+            last = await self.status.last(self.status_body(online=False))
         await self.link.stop(last)
         self.publisher.stop()
         for t in tasks:
@@ -386,6 +395,5 @@ class Daemon:
             self.doors.close()   # a card registry update still being applied finishes first
         self._save_snapshots()
         self._flush_state()
-        backlog = self.outbox.stats().get("backlog_msgs", 0)
-        self.outbox.close()
+        backlog = (await self.outbox.aclose()).get("backlog_msgs", 0)
         log.info("stopped; %d messages wait in the outbox for the next start", backlog)

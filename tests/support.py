@@ -209,6 +209,9 @@ class Uplink:
                 client, _ = ls.accept()
             except OSError:
                 return
+            if ls is not self._listener:   # accepted just as the uplink went down
+                client.close()
+                return
             try:
                 server = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
             except OSError:
@@ -236,8 +239,14 @@ class Uplink:
 
     def down(self) -> None:
         if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+            ls, self._listener = self._listener, None
+            # close() alone does not wake a thread blocked in accept(), which
+            # would then let one more connection through the "cut" uplink
+            try:
+                ls.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            ls.close()
         with self._lock:
             socks, self._socks = self._socks, []
         for s in socks:

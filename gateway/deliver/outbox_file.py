@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS msg (
 CREATE INDEX IF NOT EXISTS msg_prio ON msg(prio, id);
 CREATE INDEX IF NOT EXISTS msg_state_unsent ON msg(topic) WHERE prio = 1 AND seq IS NULL;
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- room kept free for sending on a full disk (outbox_space.py), not a message
+CREATE TABLE IF NOT EXISTS spare (id INTEGER PRIMARY KEY, pad BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq_next INTEGER NOT NULL,
@@ -39,6 +41,9 @@ CREATE TABLE IF NOT EXISTS counters (
     coalesced INTEGER NOT NULL
 );
 """
+
+
+_SPARE_DDL = next(s for s in _DDL.split(";") if "TABLE IF NOT EXISTS spare" in s)
 
 
 class _Corrupt(Exception):
@@ -187,6 +192,8 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
             db.execute("INSERT OR IGNORE INTO counters VALUES (1, 1, 0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0)")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute("COMMIT")
+        elif not db.execute("SELECT 1 FROM sqlite_master WHERE name='spare'").fetchone():
+            db.execute(_SPARE_DDL)  # a store made before the spare existed
     except BaseException:
         db.close()
         raise

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from .mqtt import MqttLink
-from .outbox import Outbox
+from .writer import StoreWriter
 
 PUMP_GATHER_S = 0.01
 # The publisher turns at least this often with nothing to do, to show the
@@ -16,9 +16,15 @@ IDLE_TURN_S = 10.0
 
 
 class Publisher:
-    """Drains the outbox to MQTT within a bounded in-flight window."""
+    """Drains the outbox to MQTT within a bounded in-flight window.
 
-    def __init__(self, outbox: Outbox, window: int) -> None:
+    Batches come from the store's thread (awaited, never a disk wait on the
+    loop) and acks go back to it. A batch asked for before a disconnect is
+    dropped when it arrives after it: the outbox has put those messages back
+    in the queue already (release_inflight), and they go out again, with
+    their seq, on the next connection."""
+
+    def __init__(self, outbox: StoreWriter, window: int) -> None:
         self.outbox = outbox
         self.window = window
         self.link: MqttLink | None = None
@@ -28,6 +34,8 @@ class Publisher:
         self._wake = asyncio.Event()
         self._stopping = False
         self.beat: Callable[[], object] = lambda: None   # progress, for the watchdog
+        self._session = 0   # bumped at every disconnect
+        self._pumping = asyncio.Lock()
 
     def wake(self) -> None:
         self._wake.set()
@@ -38,6 +46,7 @@ class Publisher:
     def down(self) -> None:
         # Whatever paho held is gone with its client; the outbox hands it out
         # again (same seq) on the next connection.
+        self._session += 1
         self.inflight.clear()
         self.outbox.release_inflight()
 
@@ -59,27 +68,30 @@ class Publisher:
             # synced commit in the outbox (seq assignment).
             await asyncio.sleep(PUMP_GATHER_S)
             self._wake.clear()
-            self.pump()
+            await self.pump()
 
-    def pump(self) -> None:
-        link = self.link
-        # Each batch assigns seqs in one synced commit: refill when a tenth of
-        # the window is free, not after every PUBACK.
-        refill = max(1, self.window // 10)
-        while link is not None and link.connected:
-            room = self.window - len(self.inflight)
-            if room < refill and self.inflight:
-                return
-            batch = self.outbox.next_batch(room)
-            if not batch:
-                return
-            for p in batch:
-                mid = link.publish(p.topic, p.payload, p.qos, p.retain)
-                if mid is None:
-                    self.down()
+    async def pump(self) -> None:
+        async with self._pumping:   # one batch asked for at a time: the window holds
+            # Each batch assigns seqs in one synced commit: refill when a tenth
+            # of the window is free, not after every PUBACK.
+            refill = max(1, self.window // 10)
+            while (link := self.link) is not None and link.connected:
+                room = self.window - len(self.inflight)
+                if room < refill and self.inflight:
                     return
-                self.inflight[mid] = p.id
-                self.sent += 1
+                session = self._session
+                batch = await self.outbox.next_batch(room)
+                if session != self._session or not link.connected:
+                    return  # released while we waited: resent on the next connection
+                if not batch:
+                    return
+                for p in batch:
+                    mid = link.publish(p.topic, p.payload, p.qos, p.retain)
+                    if mid is None:
+                        self.down()
+                        return
+                    self.inflight[mid] = p.id
+                    self.sent += 1
 
     async def drain(self, timeout: float) -> None:
         """On shutdown: give the broker a moment to acknowledge what is in flight."""

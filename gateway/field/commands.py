@@ -216,10 +216,7 @@ class Commands:
         link.publish(topic, data, qos=1, retain=False)
 
     async def _reply_seq(self) -> int | None:
-        """The one place a reply takes its seq. Outbox.reserve_seq() is a
-        synced write on the loop thread today; the rate limit above bounds
-        it to RATE_PER_S a second (RATE_BURST at once), each in its own task.
-        When the outbox writes from its own thread, await its async
-        reservation here and nothing else changes."""
+        """The one place a reply takes its seq: recorded by the store's thread
+        before the reply goes out (awaited, never a disk wait on the loop)."""
         outbox = self.daemon.outbox
-        return outbox.reserve_seq() if outbox is not None else None
+        return await outbox.reserve_seq_async() if outbox is not None else None

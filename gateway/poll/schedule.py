@@ -9,8 +9,8 @@ O(log n) and the heap holds at most a few stale entries per device.
 from __future__ import annotations
 
 import heapq
-import math
 import itertools
+import math
 from collections.abc import Iterable
 
 from .runtime import UNAVAILABLE_AFTER, DeviceRuntime

@@ -7,7 +7,9 @@ renames it over the old one, so at any instant the file on disk is either the
 old or the new version.
 
 Only this process may write the file: the storage keeps the last bytes it
-wrote and serves reads from them.
+wrote and serves reads from them. A StateStore may be used from more than one
+thread (the daemon writes state.json from its store thread): each call holds
+the store's lock.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -110,6 +113,10 @@ class AtomicJSONStorage(tinydb.Storage):
         pass
 
 
+def _canon(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
 def _looks_like_tinydb(data: Any) -> bool:
     return isinstance(data, dict) and all(isinstance(t, dict) for t in data.values())
 
@@ -130,6 +137,7 @@ class StateStore:
         self._db = TinyDB(self.path, storage=AtomicJSONStorage)
         self._storage: AtomicJSONStorage = self._db.storage  # type: ignore[assignment]
         self._q = Query()
+        self._lock = threading.RLock()
 
     def _remove_stale_temps(self) -> None:
         # A temp file is left only by a crash before its rename; the real file
@@ -156,33 +164,57 @@ class StateStore:
             return False
 
     def get(self, table: str, key: str, default: Any = None) -> Any:
-        doc = self._db.table(table).get(self._q.key == key)
+        with self._lock:
+            doc = self._db.table(table).get(self._q.key == key)
         return default if doc is None else doc["value"]
 
     def put(self, table: str, key: str, value: Any) -> None:
         """Store value under key; durable when this returns."""
+        self.put_many(table, {key: value})
+
+    def put_many(self, table: str, items: dict[str, Any]) -> bool:
+        """Store every key of items in one file write (one temp file, two
+        fsyncs), and none at all when nothing changed; durable when this
+        returns. Returns whether the file was written."""
         # Round-trip through JSON so what we compare and keep is exactly what
         # a reload would give (tuples become lists, etc.), and a value that
         # cannot be stored fails here rather than half-way through a write.
-        value = json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False))
-        t = self._db.table(table)
-        doc = t.get(self._q.key == key)
-        if doc is not None:
+        new = {str(k): json.loads(json.dumps(v, ensure_ascii=False, allow_nan=False)) for k, v in items.items()}
+        with self._lock:
+            raw = (self._storage.read() or {}).get(table, {})
+            by_key = {doc.get("key"): (doc_id, doc) for doc_id, doc in raw.items() if isinstance(doc, dict)}
             # compare as JSON: 1 == 1.0 == True in Python but not on disk
-            if json.dumps(doc["value"], sort_keys=True) == json.dumps(value, sort_keys=True):
-                return
-            t.update({"value": value}, doc_ids=[doc.doc_id])
-        else:
-            t.insert({"key": key, "value": value})
+            changed = {k: v for k, v in new.items()
+                       if k not in by_key or _canon(by_key[k][1].get("value")) != _canon(v)}
+            if not changed:
+                return False
+            t = self._db.table(table)
+
+            def update(docs: dict) -> None:
+                next_id = max((int(i) for i in docs), default=0) + 1
+                for k, v in changed.items():
+                    if k in by_key:
+                        docs[t.document_id_class(by_key[k][0])] = {"key": k, "value": v}
+                    else:
+                        docs[t.document_id_class(next_id)] = {"key": k, "value": v}
+                        next_id += 1
+
+            # TinyDB's one read-modify-write of a table (its insert and update
+            # use it too); tinydb is pinned below 5 in pyproject.toml.
+            t._update_table(update)
+            t._next_id = None  # ids were assigned here, not by TinyDB
+        return True
 
     def all(self, table: str) -> dict[str, Any]:
-        return {d["key"]: d["value"] for d in self._db.table(table).all()}
+        with self._lock:
+            return {d["key"]: d["value"] for d in self._db.table(table).all()}
 
     def delete(self, table: str, key: str) -> None:
-        t = self._db.table(table)
-        doc = t.get(self._q.key == key)
-        if doc is not None:
-            t.remove(doc_ids=[doc.doc_id])
+        with self._lock:
+            t = self._db.table(table)
+            doc = t.get(self._q.key == key)
+            if doc is not None:
+                t.remove(doc_ids=[doc.doc_id])
 
     @property
     def writes(self) -> int:

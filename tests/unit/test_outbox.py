@@ -651,7 +651,7 @@ def test_read_only_filesystem_at_open_is_not_quarantined(tmp_path):
         subprocess.run(["mount", "-o", "remount,ro,bind", str(dst)], check=True)
         with pytest.raises(sqlite3.OperationalError):
             Outbox.open(str(dst / "outbox.db"))
-        assert sorted(os.listdir(src)) == ["outbox.db", "outbox.db.seq"]
+        assert sorted(os.listdir(src)) == ["outbox.db", "outbox.db.reserve", "outbox.db.seq"]
     finally:
         subprocess.run(["umount", "-l", str(dst)], capture_output=True)
     assert [b["i"] for b in drain(Outbox.open(str(src / "outbox.db")))] == [0]

@@ -168,3 +168,28 @@ def test_sigkill_during_writes_never_leaves_a_torn_file(tmp_path):
         last = n
         blob = s.get("t", "blob")
         assert blob["i"] in (n, n - 1) and len(blob["pad"]) == 20000
+
+
+def test_put_many_writes_the_file_once_and_only_when_something_changed(tmp_path):
+    """The daemon's state flush: every device in one atomic write (issue 13:
+    one write per device stopped every bus for seconds at 500 devices)."""
+    p = tmp_path / "state.json"
+    s = StateStore(str(p))
+    s.put("devices", "fm-001", {"v": 1})
+    n = s.writes
+    docs = {f"fm-{i:03d}": {"v": i, "active": {}} for i in range(1, 501)}
+    assert s.put_many("devices", docs) is True
+    assert s.writes == n + 1
+    assert s.put_many("devices", {k: dict(v) for k, v in docs.items()}) is False  # unchanged: no write
+    assert s.writes == n + 1
+    docs["fm-007"] = {"v": 7.5, "active": {"ERR-3": {"since": "2026-11-23T15:36:11.123Z"}}}
+    assert s.put_many("devices", docs) is True
+    assert s.writes == n + 2
+    s.put("devices", "fm-999", {"v": 999})   # single puts still work after a bulk write
+    s.close()
+    again = StateStore(str(p)).all("devices")
+    assert len(again) == 501 and again["fm-001"] == {"v": 1, "active": {}}
+    assert again["fm-007"]["active"]["ERR-3"]["since"] == "2026-11-23T15:36:11.123Z"
+    assert again["fm-999"] == {"v": 999}
+    raw = json.loads(p.read_text())["devices"]
+    assert len({d["key"] for d in raw.values()}) == len(raw) == 501   # no key twice

@@ -1,0 +1,312 @@
+"""The store's thread (gateway/deliver/writer.py): the event loop hands work
+over and never touches the disk; what it hands over commits in groups, is
+offered only once committed, and keeps the outbox's guarantees."""
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+import subprocess
+import threading
+
+import pytest
+
+from gateway.deliver.commit import GroupCommit
+from gateway.deliver.outbox import Message, Outbox, Priority
+from gateway.deliver.writer import StoreWriter
+from gateway.site.state import StateStore
+
+E, T = Priority.EVENT, Priority.TELEMETRY
+
+
+def tel(i):
+    return Message("site/fm-01/telemetry", {"i": i}, T)
+
+
+def ev(i):
+    return Message("site/fm-01/event", {"i": i, "code": "ERR-3"}, E)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def listen(writer):
+    """An event set by every commit that stores messages (register it before the put)."""
+    done = asyncio.Event()
+    writer.on_commit(done.set)
+    return done
+
+
+async def committed(done):
+    await asyncio.wait_for(done.wait(), 5)
+    done.clear()
+
+
+def test_puts_commit_together_and_are_offered_once_committed(tmp_path):
+    path = str(tmp_path / "outbox.db")
+
+    async def main():
+        w = StoreWriter(lambda: Outbox.open(path), asyncio.get_running_loop())
+        done = listen(w)
+        # three buses' polls in the same moment: one transaction
+        w.put([tel(1), ev(2)])
+        w.put([tel(3)], kv={"interp/fm-01": {"n": 1}})
+        w.put([tel(4)])
+        await committed(done)
+        assert w.commits == 1
+        # committed: another connection sees every row and the kv
+        db = sqlite3.connect(path)
+        assert db.execute("SELECT count(*) FROM msg").fetchone()[0] == 4
+        assert json.loads(db.execute("SELECT value FROM kv WHERE key='interp/fm-01'").fetchone()[0]) == {"n": 1}
+        db.close()
+        batch = await w.next_batch(10)
+        assert [json.loads(p.payload)["i"] for p in batch] == [1, 2, 3, 4]
+        assert [p.seq for p in batch] == [1, 2, 3, 4]
+        for p in batch:
+            w.ack(p.id)
+        w.flush()
+        assert await w.next_batch(10) == []   # acks were handed over before this batch
+        return await w.aclose()
+
+    last = run(main())
+    assert last["backlog_msgs"] == 0
+    assert Outbox.open(path).stats()["backlog_msgs"] == 0
+
+
+def test_a_batch_never_waits_for_the_window_and_offers_only_what_is_committed(tmp_path):
+    async def main():
+        w = StoreWriter(lambda: Outbox.open(str(tmp_path / "o.db")), asyncio.get_running_loop())
+        done = listen(w)
+        w.put([ev(1)])
+        first = await w.next_batch(10)    # answered at once, before the put's window ends
+        await committed(done)
+        batch = first + await w.next_batch(10)
+        assert [json.loads(p.payload)["i"] for p in batch] == [1]
+        w.close()
+
+    run(main())
+
+
+def test_the_loop_never_touches_the_database_or_syncs(tmp_path, monkeypatch):
+    """Every fsync/fdatasync made from Python (state.json, the seq floor, the
+    ballast) runs on the store's thread, and the SQLite connection belongs to
+    that thread: the loop could not use it if it tried."""
+    syncs: list[int] = []
+    for name in ("fsync", "fdatasync"):
+        real = getattr(os, name)
+
+        def spy(fd, real=real):
+            syncs.append(threading.get_ident())
+            return real(fd)
+        monkeypatch.setattr(os, name, spy)
+    state = StateStore(str(tmp_path / "state.json"))
+
+    async def main():
+        loop_thread = threading.get_ident()
+        w = StoreWriter(lambda: Outbox.open(str(tmp_path / "o.db")), asyncio.get_running_loop(), state)
+        done = listen(w)
+        w.put([tel(1), ev(2)], kv={"door/d1": {"last_index": 7}})
+        w.write_state("devices", {"fm-01": {"values": {"flow_m3h": 1.5}}})
+        await committed(done)
+        batch = await w.next_batch(10)
+        seq = await w.reserve_seq_async()
+        assert seq == batch[-1].seq + 1
+        for p in batch:
+            w.ack(p.id)
+        w.release_inflight()
+        w.retry()
+        with pytest.raises(sqlite3.ProgrammingError):
+            w._ob._db.execute("SELECT 1")  # created in, and owned by, the store's thread
+        await w.aclose()
+        assert syncs, "nothing was synced at all"
+        assert loop_thread not in syncs
+
+    run(main())
+    assert StateStore(str(tmp_path / "state.json")).get("devices", "fm-01") == {"values": {"flow_m3h": 1.5}}
+
+
+def test_bad_input_raises_in_the_caller_and_nothing_is_handed_over(tmp_path):
+    async def main():
+        w = StoreWriter(lambda: Outbox.open(str(tmp_path / "o.db")), asyncio.get_running_loop())
+        with pytest.raises(TypeError):
+            w.put([tel(1), Message("t", [1, 2], T)])
+        with pytest.raises(ValueError):
+            w.put([Message("t", {"v": float("nan")}, T)])
+        with pytest.raises(TypeError):
+            w.put([tel(1)], kv={"k": object()})
+        assert await w.next_batch(10) == []
+        w.close()
+
+    run(main())
+
+
+def test_kv_reads_what_was_stored_and_what_was_just_handed_over(tmp_path):
+    path = str(tmp_path / "o.db")
+    ob = Outbox.open(path)
+    ob.put([], kv={"door/d1": {"last_index": 5}, "interp/fm-01": {"active": {}}})
+    ob.close()
+
+    async def main():
+        w = StoreWriter(lambda: Outbox.open(path), asyncio.get_running_loop())
+        assert w.kv_get("door/d1") == {"last_index": 5}
+        assert w.kv_get("nope", 0) == 0
+        w.put([ev(1)], kv={"door/d1": {"last_index": 6}})
+        assert w.kv_get("door/d1") == {"last_index": 6}   # before the commit
+        w.close()
+
+    run(main())
+    assert Outbox.open(path).kv_get("door/d1") == {"last_index": 6}
+
+
+def test_close_commits_what_was_handed_over(tmp_path):
+    path = str(tmp_path / "o.db")
+    state = StateStore(str(tmp_path / "state.json"))
+
+    async def main():
+        w = StoreWriter(lambda: Outbox.open(path), asyncio.get_running_loop(), state)
+        w.put([ev(i) for i in range(3)], kv={"c": 3})
+        w.write_state("devices", {"fm-01": {"n": 1}})
+        last = w.close()       # no wait for the window
+        assert last["backlog_msgs"] == 3
+        w.put([ev(9)])         # after close: refused, never half-stored
+        assert await w.next_batch(10) == []
+
+    run(main())
+    ob = Outbox.open(path)
+    assert ob.kv_get("c") == 3 and ob.stats()["backlog_msgs"] == 3
+    assert StateStore(str(tmp_path / "state.json")).get("devices", "fm-01") == {"n": 1}
+
+
+def test_group_commit_wakes_the_publisher_after_the_commit(tmp_path):
+    path = str(tmp_path / "o.db")
+
+    async def main():
+        w = StoreWriter(lambda: Outbox.open(path), asyncio.get_running_loop())
+        woken = asyncio.Event()
+        seen = []
+
+        def after():
+            db = sqlite3.connect(path)
+            seen.append(db.execute("SELECT count(*) FROM msg").fetchone()[0])
+            db.close()
+            woken.set()
+        gc = GroupCommit(w, after)
+        gc.add([tel(1)], {"interp/fm-01": {"x": 1}})
+        gc.flush()
+        await asyncio.wait_for(woken.wait(), 5)
+        assert seen == [1] and gc.commits == 1
+        w.close()
+
+    run(main())
+
+
+def test_state_json_is_written_once_per_flush_and_only_when_changed(tmp_path):
+    state = StateStore(str(tmp_path / "state.json"))
+
+    async def main():
+        w = StoreWriter(lambda: Outbox.open(str(tmp_path / "o.db")), asyncio.get_running_loop(), state)
+        docs = {f"fm-{i:03d}": {"values": {"v": i}} for i in range(200)}
+        w.write_state("devices", docs)
+        w.write_state("devices", docs)        # handed over before the first was written: replaces it
+        await w.next_batch(1)                  # a round trip through the thread
+        first = state.writes
+        assert first == 1
+        w.write_state("devices", {k: dict(v) for k, v in docs.items()})
+        await w.next_batch(1)
+        assert state.writes == first          # unchanged: not written
+        w.close()
+
+    run(main())
+
+
+def test_a_state_file_that_cannot_be_written_is_one_warning(tmp_path, caplog):
+    where = tmp_path / "fs"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        state = StateStore(str(where / "state.json"))
+        fd = os.open(where / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+        async def main():
+            w = StoreWriter(lambda: Outbox.open(str(tmp_path / "o.db")), asyncio.get_running_loop(), state)
+            for i in range(5):
+                w.write_state("devices", {"fm-01": {"n": i, "pad": "x" * 2000}})
+                await w.next_batch(1)
+            os.unlink(where / "filler")
+            w.write_state("devices", {"fm-01": {"n": 99}})
+            await w.next_batch(1)
+            w.close()
+
+        with caplog.at_level(logging.INFO, logger="gateway.deliver.writer"):
+            run(main())
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "state.json not written" in warnings[0].getMessage()
+        assert not any(r.exc_info for r in caplog.records)   # no traceback
+        assert any("written again" in r.getMessage() for r in caplog.records)
+        assert StateStore(str(where / "state.json")).get("devices", "fm-01") == {"n": 99}
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_the_waiting_seq_is_recorded_and_never_reused(tmp_path):
+    """reserve_seq() (the status, command replies) still waits on the loop:
+    for one synced commit, served ahead of queued work. The number is recorded
+    before it is returned, so a restart never hands it out again."""
+    path = str(tmp_path / "o.db")
+
+    async def main():
+        w = StoreWriter(lambda: Outbox.open(path), asyncio.get_running_loop())
+        done = listen(w)
+        w.put([ev(1)])
+        await committed(done)
+        (p,) = await w.next_batch(10)
+        s1 = w.reserve_seq()
+        s2 = await w.reserve_seq_async()
+        assert p.seq < s1 < s2
+        return s2   # and no close, as after a crash
+
+    s2 = run(main())
+    ob = Outbox.open(path)
+    ob.put([ev(2)])
+    assert ob.next_batch(10)[-1].seq > s2
+
+
+def test_a_stuck_store_thread_bounds_what_waits_in_memory(tmp_path, monkeypatch):
+    """A card that takes for ever to sync: what waits for the thread is
+    bounded. Readings beyond the bound are dropped and counted; events are
+    never dropped for it."""
+    import gateway.deliver.writer as writer_mod
+
+    monkeypatch.setattr(writer_mod, "MAX_QUEUED", 10)
+    gate = threading.Event()
+
+    class Stuck(StoreWriter):
+        def _round(self, ops):      # the thread hangs in its next round, as in a sync
+            gate.wait(10)
+            return super()._round(ops)
+
+    async def main():
+        w = Stuck(lambda: Outbox.open(str(tmp_path / "o.db")), asyncio.get_running_loop())
+        for i in range(20):
+            w.put([tel(i), ev(i)])
+        assert w.stats()["dropped"]["telemetry"] >= 10
+        assert w.stats()["dropped"]["event"] == 0
+        gate.set()
+        last = await w.aclose()
+        return last
+
+    last = run(main())
+    ob = Outbox.open(str(tmp_path / "o.db"))
+    events = [json.loads(p.payload)["i"] for p in ob.next_batch(100) if p.topic.endswith("/event")]
+    assert events == list(range(20))
+    assert last["backlog_msgs"] == ob.stats()["backlog_msgs"] <= 30
