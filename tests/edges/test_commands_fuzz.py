@@ -56,14 +56,17 @@ def rig():
         loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
         asyncio.set_event_loop(loop)
         daemon = Daemon(load_config(cfg_path, known_models=models.keys()), models)
-        daemon._open_stores()
-        daemon._build()
+
+        async def setup() -> None:   # the store's thread hands results to a running loop
+            daemon._open_stores()
+            daemon._build()
+        loop.run_until_complete(setup())
         daemon.link = RecordingLink()
         requests = Requests(daemon)   # shared: diag over MQTT is once a minute per daemon
         try:
             yield loop, daemon, requests, errors
         finally:
-            daemon.outbox.close()
+            loop.run_until_complete(daemon.outbox.aclose())
             loop.close()
             asyncio.set_event_loop(None)
 
