@@ -1,0 +1,201 @@
+"""The product's promise, counted, for every case of the fault suite.
+
+    produced   = every seq the gateway issued (read from its outbox file after
+                 the last stop: seq_next - 1) + what is still stored there
+    delivered  = distinct seqs a subscriber received
+    duplicates = deliveries of a seq already received; a repeated seq must
+                 carry the identical payload (the retained status is the one
+                 topic whose unacknowledged message is replaced under its seq)
+    wrong      = published values the simulator never served
+    crashes    = lives that ended without being asked to
+    tracebacks = "Traceback" in the gateway's log
+    RSS, fds   = of the gateway process, after warm-up and at the end
+
+Each case fills a `Figures`, asserts it with `check()`, and hands it to
+`report()`: printed, and appended as one JSON line to the file named by
+EDGEGW_SOAK_REPORT (bench/soak reads it to print its table). EDGEGW_SOAK_S
+stretches every case to that many seconds (bench/soak --minutes N); without
+it each case runs its bounded CI length.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tests.support import outbox_figures, proc_fds, proc_rss_kb
+
+SOAK_S = float(os.environ.get("EDGEGW_SOAK_S", "0") or 0)
+# Flat means not growing with time: what a long run may add over its warm-up
+# sample (Python's allocator keeps freed arenas, SQLite its 2 MB page cache).
+RSS_SLACK_KB = 8 * 1024
+FD_SLACK = 3
+
+
+def duration(ci_s: float) -> float:
+    """How long a case runs: its CI length, or the soak's when that is longer."""
+    return max(ci_s, SOAK_S)
+
+
+def soaking() -> bool:
+    return SOAK_S > 0
+
+
+@dataclass
+class Figures:
+    case: str
+    produced: int = 0
+    delivered: int = 0
+    duplicates: int = 0
+    wrong: int = 0
+    crashes: int = 0
+    tracebacks: int = 0
+    rss_kb: list = field(default_factory=lambda: [None, None])
+    fds: list = field(default_factory=lambda: [None, None])
+    seconds: float = 0.0
+    # produced - delivered that the case's own rules allow (seqs of retained
+    # statuses lost with a killed process), and anything else worth printing
+    allowed_gap: int = 0
+    notes: dict = field(default_factory=dict)
+
+    def check(self) -> None:
+        assert self.produced > 0, "the case produced nothing: it cannot fail"
+        gap = self.produced - self.delivered
+        assert 0 <= gap <= self.allowed_gap, (
+            f"{self.case}: produced {self.produced}, delivered {self.delivered} "
+            f"(at most {self.allowed_gap} may be missing)")
+        assert self.wrong == 0, f"{self.case}: {self.wrong} wrong values"
+        assert self.crashes == 0, f"{self.case}: the gateway exited on its own {self.crashes} times"
+        assert self.tracebacks == 0, f"{self.case}: {self.tracebacks} tracebacks in the log"
+        r0, r1 = self.rss_kb
+        if r0 is not None and r1 is not None:
+            assert r1 - r0 <= RSS_SLACK_KB, f"{self.case}: RSS {r0} -> {r1} kB"
+        f0, f1 = self.fds
+        if f0 is not None and f1 is not None:
+            assert f1 - f0 <= FD_SLACK, f"{self.case}: fds {f0} -> {f1}"
+
+    def report(self) -> None:
+        row = asdict(self)
+        print("FIGURES", json.dumps(row, sort_keys=True))
+        out = os.environ.get("EDGEGW_SOAK_REPORT")
+        if out:
+            with open(out, "a") as fh:
+                fh.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+class Watch:
+    """RSS and descriptors of one gateway process: a sample after warm-up and
+    one at the end (the case decides when)."""
+
+    def __init__(self, proc) -> None:
+        self.proc = proc
+        self.first: tuple[int | None, int | None] = (None, None)
+        self.last: tuple[int | None, int | None] = (None, None)
+
+    def sample(self) -> tuple[int | None, int | None]:
+        return proc_rss_kb(self.proc.pid), proc_fds(self.proc.pid)
+
+    def start(self) -> None:
+        self.first = self.sample()
+
+    def end(self) -> None:
+        self.last = self.sample()
+
+    def into(self, fig: Figures) -> None:
+        fig.rss_kb = [self.first[0], self.last[0]]
+        fig.fds = [self.first[1], self.last[1]]
+
+
+# -- the stream -------------------------------------------------------------------
+
+@dataclass
+class Ledger:
+    by_seq: dict            # seq -> (topic, body) of its first delivery
+    deliveries: int         # messages that carried a seq
+    duplicates: int
+    conflicts: list         # (seq, first, other): a seq reused for another message
+    status_seqs: set
+
+
+def ledger(sub, status_topic: str) -> Ledger:
+    with sub.lock:
+        messages = list(sub.messages)
+    by_seq: dict[int, tuple[str, dict]] = {}
+    conflicts, status_seqs = [], set()
+    deliveries = duplicates = 0
+    for _t, topic, body, _retained in messages:
+        seq = body.get("seq") if isinstance(body, dict) else None
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            continue   # the Last Will (seq null), the operator's own topics
+        deliveries += 1
+        if topic == status_topic:
+            status_seqs.add(seq)
+        if seq in by_seq:
+            duplicates += 1
+            first_topic, first = by_seq[seq]
+            # A status whose PUBACK never came is sent again under its seq
+            # with newer figures (gateway/deliver/status.py); anything else
+            # must be the very same message.
+            same = first_topic == topic and (topic == status_topic or first == body)
+            if not same:
+                conflicts.append((seq, (first_topic, first), (topic, body)))
+            continue
+        by_seq[seq] = (topic, body)
+    return Ledger(by_seq, deliveries, duplicates, conflicts, status_seqs)
+
+
+def account(fig: Figures, sub, status_topic: str, state_dir: Path) -> Ledger:
+    """produced / delivered / duplicates from the stream and the stopped
+    gateway's outbox file; what was still stored counts as not delivered."""
+    led = ledger(sub, status_topic)
+    ob = outbox_figures(state_dir)
+    fig.produced = ob["seq_next"] - 1 + ob["backlog"] + sum(ob["dropped"].values())
+    fig.delivered = len(led.by_seq)
+    fig.duplicates = led.duplicates
+    fig.notes.update(backlog_at_end=ob["backlog"], dropped=ob["dropped"], conflicts=len(led.conflicts),
+                     missing=_missing(led, ob["seq_next"]))
+    assert not led.conflicts, f"a seq carried two different messages: {led.conflicts[:3]}"
+    assert ob["backlog"] == 0, f"{ob['backlog']} messages still stored after the drain"
+    assert not any(ob["dropped"].values()), f"budget drops: {ob['dropped']}"
+    assert max(led.by_seq) < ob["seq_next"], "a seq beyond what the outbox issued"
+    return led
+
+
+def _missing(led: Ledger, seq_next: int) -> list[int]:
+    if seq_next > 10_000_000:
+        return []   # a RAM store counts from the Unix time in ms: not a range to list
+    return sorted(set(range(1, seq_next)) - set(led.by_seq))[:20]
+
+
+def tracebacks(log: Path) -> int:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return text.count("Traceback") + text.count("Exception in callback")
+
+
+def debounce_edges(polls: list[tuple[str, bool | None]], n: int) -> list[tuple[str, str]]:
+    """The edges a fault with debounce n must give for this sequence of
+    committed polls (ts, condition): n consecutive polls to change, a poll
+    that cannot tell (None) leaves the count alone. A restart is not a poll."""
+    active, count, out = False, 0, []
+    for ts, cond in polls:
+        if cond is None:
+            continue
+        if cond == active:
+            count = 0
+            continue
+        count += 1
+        if count >= n:
+            active, count = cond, 0
+            out.append((ts, "raised" if cond else "cleared"))
+    return out
+
+
+def settle(pred, timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(interval)
+    return bool(pred())
