@@ -192,6 +192,23 @@ def debounce_edges(polls: list[tuple[str, bool | None]], n: int) -> list[tuple[s
     return out
 
 
+def committed_polls(sub, device: str, field: str, bit: int) -> list[tuple[str, bool | None]]:
+    """A device's polls as committed (its delivered telemetry, one per seq, in
+    seq order, which is commit order for one device): (ts, is the bit set)."""
+    bodies = {b["seq"]: b for b in sub.select("/telemetry", device)}
+    polls = []
+    for _seq, b in sorted(bodies.items()):
+        word = b["values"].get(field)
+        polls.append((b["ts"], None if word is None else bool(word & (1 << bit))))
+    return polls
+
+
+def delivered_edges(sub, device: str, code: str) -> list[tuple[str, str]]:
+    """A fault's events as delivered, one per seq, in seq order: (ts, state)."""
+    events = {b["seq"]: b for b in sub.select("/event", device) if b.get("type") == "fault"}
+    return [(b["ts"], b["state"]) for _s, b in sorted(events.items()) if b["code"] == code]
+
+
 def settle(pred, timeout: float, interval: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

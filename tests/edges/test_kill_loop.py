@@ -30,8 +30,8 @@ import time
 
 import pytest
 
-from tests.edges.promise import (Figures, Watch, account, debounce_edges, duration, settle,
-                                 tracebacks)
+from tests.edges.promise import (Figures, Watch, account, committed_polls, debounce_edges,
+                                 delivered_edges, duration, settle, tracebacks)
 from tests.support import (Broker, Subscriber, gateway_config, outbox_kv, start_gateway, start_sim,
                            stop_proc)
 
@@ -69,25 +69,6 @@ def scenario(storm_s: float) -> tuple[str, list[tuple[float, str, bool]]]:
         out += ['[[event]]', f't = {t}', f'device = "{name}"',
                 f'bits = {{ field = "status_word", {key} = [{BIT[name]}] }}', '']
     return "\n".join(out), toggles
-
-
-def committed_polls(sub, name: str) -> list[tuple[str, bool | None]]:
-    """The meter's polls as committed (delivered telemetry, one per seq, in
-    poll order): (ts, is the fault's bit set)."""
-    bodies = {b["seq"]: b for b in sub.select("/telemetry", name)}
-    polls = []
-    for b in sorted(bodies.values(), key=lambda b: b["seq"]):
-        word = b["values"].get("status_word")
-        polls.append((b["ts"], None if word is None else bool(word & (1 << BIT[name]))))
-    # seq is first-send order, which is commit order for one device
-    assert [p[0] for p in polls] == sorted(p[0] for p in polls), f"{name}: telemetry out of order"
-    return polls
-
-
-def delivered_edges(sub, name: str) -> list[tuple[str, str]]:
-    events = {b["seq"]: b for b in sub.select("/event", name) if b.get("type") == "fault"}
-    assert {b["code"] for b in events.values()} <= {CODE[BIT[name]], "NO-RESPONSE"}, events
-    return [(b["ts"], b["state"]) for _s, b in sorted(events.items()) if b["code"] == CODE[BIT[name]]]
 
 
 def wrong_values(body: dict) -> dict:
@@ -162,13 +143,16 @@ def test_restart_storm_loses_no_debounce_progress_and_no_door_record(tmp_path):
     # A killed life may take its status's seq with it, never more.
     fig.allowed_gap = kills
     fig.tracebacks = tracebacks(tmp_path / "gateway.log")
+    assert "moved aside" not in (tmp_path / "gateway.log").read_text(), "a kill left a store to quarantine"
 
     # -- fault edges ------------------------------------------------------
     sim_edges = expected_total = delivered_total = 0
     wrong_edges = {}
     for name in METERS:
-        expected = debounce_edges(committed_polls(sub, name), 2)
-        got = delivered_edges(sub, name)
+        polls = committed_polls(sub, name, "status_word", BIT[name])
+        assert [p[0] for p in polls] == sorted(p[0] for p in polls), f"{name}: polls out of order"
+        expected = debounce_edges(polls, 2)
+        got = delivered_edges(sub, name, CODE[BIT[name]])
         sim_edges += sum(1 for _t, n, _on in toggles if n == name)
         expected_total += len(expected)
         delivered_total += len(set(got) & set(expected))
@@ -196,6 +180,8 @@ def test_restart_storm_loses_no_debounce_progress_and_no_door_record(tmp_path):
     # The storm must have been hard enough to matter and gentle enough to tell:
     # most toggles stood for two committed polls.
     assert expected_total >= 0.75 * sim_edges, fig.notes
+    codes = {b["code"] for b in sub.select("/event") if b.get("type") == "fault"}
+    assert codes <= {"TEMP-SENSOR", "PRESS-SENSOR"}, codes
     twice = {i: s for i, s in access.items() if len(s) > 1}
     assert not twice, f"a door record under two seqs: {list(twice.items())[:5]}"
     assert all(i.startswith("DCKILL01/1/") for i in access), "a new epoch in a kill loop"
