@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tests.support import outbox_figures, proc_fds, proc_rss_kb
+from tests.support import Uplink, outbox_figures, proc_fds, proc_rss_kb
 
 SOAK_S = float(os.environ.get("EDGEGW_SOAK_S", "0") or 0)
 # Flat means not growing with time: what a long run may add over its warm-up
@@ -106,6 +108,43 @@ class Watch:
     def into(self, fig: Figures) -> None:
         fig.rss_kb = [self.first[0], self.last[0]]
         fig.fds = [self.first[1], self.last[1]]
+
+
+class FlakyUplink(Uplink):
+    """An Uplink that can also stall (connections stay open, bytes vanish)
+    or hold (connections stay open, bytes wait and then go on, in order:
+    a link too slow for a while, shorter than the MQTT keepalive)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.stalled = threading.Event()
+        self.held = threading.Event()
+        super().__init__(upstream_port)
+
+    def down(self) -> None:
+        # A listener closed while its thread sits in accept() keeps listening
+        # until one more client comes; shut it down first so up() can bind
+        # the port again at once.
+        if self._listener is not None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        super().down()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, delay: float = 0.0) -> None:
+        try:
+            while data := src.recv(65536):
+                while self.held.is_set():
+                    time.sleep(0.01)
+                if not self.stalled.is_set():
+                    dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 # -- the stream -------------------------------------------------------------------

@@ -17,55 +17,20 @@ fault every 4 s, so fault events are in flight when the link goes.
 from __future__ import annotations
 
 import random
-import socket
-import threading
 import time
 from datetime import datetime, timezone
 
 import pytest
 
-from tests.edges.promise import (Figures, Watch, account, committed_polls, debounce_edges,
+from tests.edges.promise import (Figures, FlakyUplink, Watch, account, committed_polls, debounce_edges,
                                  delivered_edges, duration, settle, tracebacks)
 from tests.integration.test_lying_slave import PINNED, START
-from tests.support import (Broker, Subscriber, Uplink, free_port, gateway_config, start_gateway,
-                           start_sim, stop_proc)
+from tests.support import Broker, Subscriber, free_port, gateway_config, start_gateway, start_sim, stop_proc
 
 pytestmark = [pytest.mark.integration, pytest.mark.edges]
 
 N = 6
 TOGGLER = "fm-06"
-
-
-class FlakyUplink(Uplink):
-    """An Uplink that can also stall: connections stay open, bytes vanish."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.stalled = threading.Event()
-        super().__init__(upstream_port)
-
-    def down(self) -> None:
-        # A listener closed while its thread sits in accept() keeps listening
-        # until one more client comes; shut it down first so up() can bind
-        # the port again at once.
-        if self._listener is not None:
-            try:
-                self._listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        super().down()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, delay: float = 0.0) -> None:
-        try:
-            while data := src.recv(65536):
-                if not self.stalled.is_set():
-                    dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def scenario(port: int, run_s: float) -> str:
