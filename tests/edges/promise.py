@@ -80,6 +80,7 @@ class Figures:
 
     def report(self) -> None:
         row = asdict(self)
+        row["test"] = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
         print("FIGURES", json.dumps(row, sort_keys=True))
         out = os.environ.get("EDGEGW_SOAK_REPORT")
         if out:
