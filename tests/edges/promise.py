@@ -27,6 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tests.integration.test_lying_slave import PINNED, START
 from tests.support import Uplink, outbox_figures, proc_fds, proc_rss_kb
 
 SOAK_S = float(os.environ.get("EDGEGW_SOAK_S", "0") or 0)
@@ -146,6 +147,47 @@ class FlakyUplink(Uplink):
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+# -- a meter whose every value is known ------------------------------------------
+
+def pinned_meter(status_word: int = 0) -> str:
+    """The TOML lines of a turbine meter whose values are pinned (as in
+    tests/integration/test_lying_slave.py) and whose totals start known."""
+    pin = ", ".join(f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v!r}"
+                    for k, v in PINNED.items() if k != "status_word")
+    return (f"values = {{ {', '.join(f'{k} = {v!r}' for k, v in START.items())} }}\n"
+            f"pin = {{ {pin}, status_word = {status_word} }}")
+
+
+def wrong_values(body: dict, elapsed_s: float, status_words=(0,)) -> dict:
+    """Every value of a pinned meter's telemetry the simulator never served:
+    pinned values exactly, totals between their start and what the pinned
+    flow can count in elapsed_s, the status word among those it was set to."""
+    flow_std = PINNED["flow_m3h"] * (PINNED["pressure_kPa"] / 101.325) * (293.15 / (273.15 + PINNED["temperature_C"]))
+    out = {}
+    for k, v in body["values"].items():
+        if k == "status_word":
+            ok = v in status_words
+        elif k in PINNED:
+            ok = v == PINNED[k]
+        elif k in START:
+            ok = START[k] <= v <= START[k] + flow_std * (elapsed_s + 5) / 3600 + 0.002
+        elif k == "flow_std_m3h":
+            ok = abs(v - flow_std) <= 1e-4 * flow_std
+        else:
+            ok = False
+        if not ok:
+            out[k] = v
+    return out
+
+
+def count_wrong(led: "Ledger", elapsed_s: float, status_words=(0,), devices=None) -> int:
+    n = 0
+    for topic, body in led.by_seq.values():
+        if topic.endswith("/telemetry") and (devices is None or body.get("device") in devices):
+            n += bool(wrong_values(body, elapsed_s, status_words))
+    return n
 
 
 # -- the stream -------------------------------------------------------------------

@@ -43,7 +43,8 @@ from gateway.poll.runtime import make_runtime
 from gateway.site import clock
 from gateway.site.config import load_config
 from protocols.models import load_models
-from tests.edges.promise import Figures, FlakyUplink, Watch, account, duration, tracebacks
+from tests.edges.promise import (Figures, FlakyUplink, Watch, account, count_wrong, duration, pinned_meter,
+                                 tracebacks)
 from tests.integration.test_lying_slave import injected
 from tests.support import ROOT, Broker, Subscriber, gateway_config, start_gateway, start_sim, stop_proc
 
@@ -62,7 +63,7 @@ def scenario() -> str:
     for u, name in enumerate(NAMES, start=1):
         # an empty noisy line: every answer passes, and is counted
         out += (f'\n[[device]]\nbus = "rs485-1"\nunit = {u}\nmodel = "turbine-evc"\nname = "{name}"\n'
-                'noise = {}\n')
+                f'noise = {{}}\n{pinned_meter()}\n')
     return out
 
 
@@ -129,6 +130,7 @@ def test_wall_clock_jumps_miss_no_poll_purge_nothing_and_flag_time_honestly(tmp_
 
     led = account(fig, sub, "edgegw/t1/status", tmp_path / "state")
     fig.tracebacks = tracebacks(tmp_path / "gateway.log")
+    fig.wrong = count_wrong(led, fig.seconds)
     site = load_config(tmp_path / "edgegw.toml")
     models = load_models()
     reads = {d.name: len(make_runtime(d, models[d.model], site.buses[0]).reads) for d in site.devices}
@@ -139,7 +141,7 @@ def test_wall_clock_jumps_miss_no_poll_purge_nothing_and_flag_time_honestly(tmp_
         tel = [b for t, b in sorted(led.by_seq.items()) if b[0].endswith(f"/{name}/telemetry")]
         ts = [epoch(b["ts"]) for _t, b in tel]
         counts[name] = len(ts)
-        steps = [b - a for a, b in zip(ts, ts[1:])]
+        steps = [b - a for a, b in zip(ts, ts[1:], strict=False)]
         jumps[name] = [round(d) for d in steps if abs(d) > 3600]
         odd[name] = [round(d, 2) for d in steps if abs(d) <= 3600 and abs(d - INTERVAL) > 0.3]
         # every answer the simulator gave this meter went into a committed reading

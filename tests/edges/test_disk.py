@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import subprocess
 import sys
 import time
@@ -34,9 +33,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.edges.promise import (SOAK_S, Figures, FlakyUplink, Watch, account, delivered_edges, duration,
-                                 ledger, settle, tracebacks)
-from tests.integration.test_lying_slave import PINNED
+from tests.edges.promise import (SOAK_S, Figures, FlakyUplink, Watch, account, count_wrong, delivered_edges,
+                                 duration, ledger, pinned_meter, settle, tracebacks)
 from tests.support import (ROOT, Broker, Subscriber, free_port, gateway_config, outbox_figures, start_gateway,
                            start_sim, stop_proc)
 
@@ -97,13 +95,11 @@ def state_tmpfs(tmp_path):
 
 
 def scenario(port: int, run_s: float) -> tuple[str, dict[str, list[str]]]:
-    pin = ", ".join(f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v!r}" for k, v in PINNED.items()
-                    if k != "status_word")
     out = ["[simulator]", "tick_s = 0.1", "", "[[bus]]", 'name = "tcp-1"', 'kind = "tcp"',
            f'listen = "127.0.0.1:{port}"', ""]
     for u in range(1, N + 1):
         out += ["[[device]]", 'bus = "tcp-1"', f"unit = {u}", 'model = "turbine-evc"', f'name = "fm-{u:02d}"',
-                f"pin = {{ {pin}, status_word = 0 }}", ""]
+                pinned_meter(), ""]
     edges: dict[str, list[str]] = {}
     for j, name in enumerate(TOGGLERS):
         t, on = 3.0 + j * STRETCH_S / 2, True
@@ -214,6 +210,9 @@ def run_rounds(tmp_path: Path, fs: Tmpfs, what: str) -> tuple[Figures, dict, lis
         sub.close()
         broker.stop()
     led = account(fig, sub, "edgegw/t1/status", state, allow_drops=("telemetry", "state"))
+    fig.wrong = (count_wrong(led, t_stop, (0,), [f"fm-{u:02d}" for u in range(1, N + 1)
+                                                 if f"fm-{u:02d}" not in TOGGLERS])
+                 + count_wrong(led, t_stop, (0, 4), TOGGLERS))
     fig.tracebacks = tracebacks(tmp_path / "gateway.log")
     _text, edges = scenario(0, t_stop - 1.5)   # the toggles that happened before the stop
     got = {n: delivered_edges(sub, n, "TEMP-SENSOR") for n in TOGGLERS}
@@ -351,6 +350,9 @@ def test_read_only_state_folder_then_writable(tmp_path, state_tmpfs):
     fig.produced = (ram[-1] - ram[0] + 1 if ram else 0) + ob["seq_next"] - 1 + ob["backlog"]
     fig.delivered = len(ram) + len(disk)
     fig.duplicates = led.duplicates
+    fig.wrong = (count_wrong(led, t_stop, (0,), [f"fm-{u:02d}" for u in range(1, N + 1)
+                                                 if f"fm-{u:02d}" not in TOGGLERS])
+                 + count_wrong(led, t_stop, (0, 4), TOGGLERS))
     fig.notes.update(store_unwritable_events=len(events), rounds=rounds, ram_seqs=len(ram), disk_seqs=len(disk),
                      fault_edges={n: len(g) for n, g in got.items()}, conflicts=len(led.conflicts),
                      raised_again_after_restart=repeated)
