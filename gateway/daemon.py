@@ -210,9 +210,10 @@ class Daemon:
                                 Priority.STATE, retain=True))
             self._state_sent[d.name] = (sig, now)
         kv = None
-        if events:
+        if events or interp.counts_moved:
             # The interpreter's memory commits with its events: a crash cannot
-            # raise a fault twice or forget a clear.
+            # raise a fault twice or forget a clear; nor, when a debounce count
+            # moved, lose the polls counted so far (issue 12, defect 7).
             snap = interp.snapshot()
             kv = {f"interp/{d.name}": snap}
             self._snap_saved[d.name] = snap

@@ -304,3 +304,51 @@ class RawLine:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def proc_rss_kb(pid: int) -> int | None:
+    """VmRSS of a running process in kB (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def proc_fds(pid: int) -> int | None:
+    """Open file descriptors of a running process (None once it is gone)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def outbox_figures(state_dir: Path) -> dict:
+    """What a stopped gateway's outbox holds, read from the file: the next seq
+    (every smaller one was issued to a message), the messages still stored
+    and the budget drops per class."""
+    import sqlite3
+    db = sqlite3.connect(f"file:{Path(state_dir) / 'outbox.db'}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT seq_next, dropped_event, dropped_state, dropped_telemetry, coalesced "
+                         "FROM counters").fetchone()
+        backlog = db.execute("SELECT COUNT(*) FROM msg").fetchone()[0]
+    finally:
+        db.close()
+    return {"seq_next": row[0], "dropped": {"event": row[1], "state": row[2], "telemetry": row[3]},
+            "coalesced": row[4], "backlog": backlog}
+
+
+def outbox_kv(state_dir: Path, key: str):
+    """One key/value entry of a stopped gateway's outbox (a door cursor, an
+    interpreter snapshot), as committed."""
+    import sqlite3
+    db = sqlite3.connect(f"file:{Path(state_dir) / 'outbox.db'}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+    finally:
+        db.close()
+    return None if row is None else json.loads(row[0])

@@ -109,6 +109,10 @@ class Interpreter:
         self._prev: Reading | None = None
         self._last_good: float | None = None
         self._now: float | None = None          # mono of the latest poll, for snapshots
+        # Whether the last step() changed a debounce count: the daemon then
+        # commits the snapshot with that poll's messages, so a count half-way
+        # to its debounce survives a kill (docs/faults.md, "Restarts").
+        self.counts_moved = False
         # Snapshot faults the model no longer has: cleared on the first poll,
         # when there is a ts to stamp the event with.
         self._retired: dict[str, dict] = {}
@@ -195,6 +199,7 @@ class Interpreter:
         """Feed one poll (answered or not); returns the edges it caused."""
         now = reading.mono
         self._now = now
+        self.counts_moved = False
         events: list[FaultEvent] = []
         if self._retired:
             for code, info in self._retired.items():
@@ -224,9 +229,11 @@ class Interpreter:
                     events.append(self._clear(s, reading.ts, detail))
                 continue
             if cond == s.active:
-                s.count = 0
+                if s.count:
+                    s.count, self.counts_moved = 0, True
                 continue
             s.count += 1
+            self.counts_moved = True
             if s.count < s.debounce:
                 continue
             s.count = 0
