@@ -53,6 +53,7 @@ def make_pki(d):
                 "-CAcreateserial", "-out", f"{name}.crt", "-days", "30", "-extfile", f"{name}.ext", cwd=d)
     for f in d.glob("*.key"):
         os.chmod(f, 0o644)  # mosquitto drops privileges; test-only keys
+    os.chmod(d / "client.key", 0o600)   # the gateway's own key: its owner's alone (config check)
 
 
 def test_tls_client_certificate_and_password(tmp_path):

@@ -35,6 +35,11 @@ def raw_names(entries) -> list[str]:
     return names
 
 
+# A device name is a topic level beside the gateway's own: commands
+# (cmd/<name>) and the card registry (config/cards).
+RESERVED_DEVICE_NAMES = ("cmd", "config")
+
+
 class BusSections(BaseChecker):
     def buses(self, kp, v):
         entries = self.array_of_tables(kp, v)
@@ -97,9 +102,13 @@ class BusSections(BaseChecker):
             **{k: got.get(k, d[k]) for k in d},
         )
 
-    def unique_name(self, kp, v, seen: dict[str, int]):
+    def unique_name(self, kp, v, seen: dict[str, int], reserved: tuple[str, ...] = ()):
         s = self.string(kp, v, pattern=NAME_RE, pattern_text=NAME_TEXT)
         if s is BAD:
+            return BAD
+        if s in reserved:
+            self.add(kp, f"{q(s)} is reserved: the gateway's own topics <prefix>/<gateway>/{s}/... "
+                         f"are under that name")
             return BAD
         if s in seen:
             self.add(kp, f"{q(s)} is used twice")
@@ -168,7 +177,7 @@ class BusSections(BaseChecker):
         if data is None:
             return None
         spec = {
-            "name": lambda k, x: self.unique_name(k, x, self.seen_device_names),
+            "name": lambda k, x: self.unique_name(k, x, self.seen_device_names, RESERVED_DEVICE_NAMES),
             "bus": self.device_bus,
             "unit": lambda k, x: self.integer(k, x, 1, 247),
             "model": self.model,

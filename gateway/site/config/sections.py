@@ -241,20 +241,30 @@ class Checker(BusSections, DoorSection):
             return s
         return BAD
 
+    def owner_only(self, kp, p, st) -> bool:
+        """A secret (the broker password, a TLS client key) readable by its
+        owner only. The edgegw group is the field engineers' (it opens the
+        control socket), so a group-readable secret is theirs too."""
+        if st.st_mode & stat.S_IROTH:
+            self.add(kp, f"{p} is readable by everyone (run: chmod 600 {p})")
+            return False
+        if st.st_mode & stat.S_IRGRP:
+            self.add(kp, f"{p} is readable by its group (run: chmod 600 {p})")
+            return False
+        return True
+
+    def secret_file(self, kp, v):
+        p = self.existing_file(kp, v)
+        if p is BAD or not self.owner_only(kp, p, p.stat()):
+            return BAD
+        return p
+
     def credentials(self, kp, v):
         p = self.existing_file(kp, v)
         if p is BAD:
             return BAD
-        bad = False
         st = p.stat()
-        # The edgegw group is the field engineers' (it opens the control
-        # socket), so a group-readable password is theirs too.
-        if st.st_mode & stat.S_IROTH:
-            self.add(kp, f"{p} is readable by everyone (run: chmod 600 {p})")
-            bad = True
-        elif st.st_mode & stat.S_IRGRP:
-            self.add(kp, f"{p} is readable by its group (run: chmod 600 {p})")
-            bad = True
+        bad = not self.owner_only(kp, p, st)
         if st.st_size > MAX_FILE_LINE:
             self.add(kp, f"{p} is {st.st_size} bytes; expected 2 short lines (user name, password)")
             return BAD
@@ -286,7 +296,7 @@ class Checker(BusSections, DoorSection):
         spec = {
             "ca_file": self.existing_file,
             "cert_file": self.existing_file,
-            "key_file": self.existing_file,
+            "key_file": self.secret_file,
             "insecure": self.boolean,
         }
         got = self.fields(data, kp, spec, required=("ca_file",))
