@@ -295,7 +295,7 @@ def test_units_and_classes_of_the_contract_keys():
 # --------------------------------------------------------------------------- ids
 
 _device_names = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True)
-_value_keys = st.from_regex(hass._VALUE, fullmatch=True)
+_value_keys = st.from_regex(hass.VALUE_NAME, fullmatch=True)
 
 
 @given(st.tuples(_device_names, st.one_of(_value_keys, st.text(min_size=1).map(hass._fault_part))),

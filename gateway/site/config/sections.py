@@ -7,6 +7,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from protocols.models.types import SEVERITIES
+
 from .buses import BusSections, raw_names
 from .checker import BAD, MAX_FILE_LINE, key_path, q
 from .doors import DoorSection
@@ -16,7 +18,6 @@ from .types import (
     NAME_RE,
     NAME_TEXT,
     RESPOND_MAX_H,
-    SEVERITIES,
     Config,
     GatewayCfg,
     HomeAssistantCfg,

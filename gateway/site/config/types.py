@@ -103,7 +103,6 @@ class ServiceCfg:
 # manager on site within 24 h of a quality complaint, a repair answer within
 # 72 h. The gateway's default reading of them: critical (gas safety, no gas)
 # 1 h, major 24 h, minor 72 h, info none.
-SEVERITIES = ("critical", "major", "minor", "info")
 RESPOND_MAX_H = 8760   # a year: beyond that it is no promise at all
 
 
