@@ -115,6 +115,17 @@ class SeqFloor:
             self.fd = None
 
 
+def rollback(db: sqlite3.Connection) -> None:
+    """Undo the open transaction after a failed step. A rollback that fails
+    too (the disk went away) leaves SQLite to undo it at the next open: the
+    caller re-raises what made the step fail, which says more."""
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
 def health_of(exc: sqlite3.Error, directory: str) -> str | None:
     """Map a write failure to a health word, or None for a programming error."""
     if isinstance(exc, sqlite3.OperationalError):
