@@ -50,7 +50,7 @@ def main() -> int:
         case.TOGGLE_UNTIL = 36_000.0   # the sensors flip for the whole run
         sim, where = start_sim(work, scenario(free_port()))
         devices = [{"name": f"fm-{u:02d}", "bus": "tcp-1", "unit": u, "model": "turbine-evc", "poll_s": 0.2,
-                    "params": {"flap_count": 100000}} for u in range(1, min(args.devices, 10) + 1)]
+                    "params": {"flap_count": 1000}} for u in range(1, min(args.devices, 10) + 1)]
         cfg = gateway_config(work, uplink.port, where["buses"], devices, timeout_s=0.5)
         gw = start_gateway(cfg)
         wait_until(lambda: sub.select("/telemetry"), 30, "telemetry")
