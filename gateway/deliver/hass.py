@@ -26,6 +26,7 @@ from protocols.models import Model
 from protocols.models.check_base import NAME as VALUE_NAME
 
 from .hass_units import classify, label_of, unit_of
+from .outbox_file import HEALTHS
 
 __all__ = ["Device", "check_discovery_prefix", "discovery", "encode", "removals", "topics"]
 
@@ -343,5 +344,5 @@ def _gateway_entities(ctx: _Ctx) -> list[tuple[str, dict]]:
         (ctx.topic("sensor", "gateway_store_health"),
          entity("store_health", "Store", {"value_template": status_value("store.health"),
                                           "device_class": "enum", "entity_category": "diagnostic",
-                                          "options": ["ok", "disk_full", "read_only", "io_error", "corrupt"]})),
+                                          "options": list(HEALTHS)})),
     ]
