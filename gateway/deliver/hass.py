@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.site.config.types import NAME_RE
+from gateway.site.config.types import NAME_RE, check_discovery_prefix
 from protocols.models import Model
 from protocols.models.check_base import NAME as VALUE_NAME
 
@@ -69,21 +69,6 @@ class Device:
     bus: str = ""
     unit: int = 0
     meta: Mapping[str, Any] = field(default_factory=dict)
-
-
-def check_discovery_prefix(prefix: Any) -> str | None:
-    """Why ``prefix`` cannot be a discovery prefix, or None when it can."""
-    if not isinstance(prefix, str) or not prefix:
-        return "must be a non-empty string"
-    if "+" in prefix or "#" in prefix:
-        return "must not contain + or #"
-    if prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
-        return "no leading or trailing /, no empty level (//)"
-    if prefix.startswith("$"):
-        return "must not start with $ (broker topics)"
-    if "\x00" in prefix or len(prefix.encode()) > 200:
-        return "no NUL character, at most 200 bytes"
-    return None
 
 
 def discovery(base: str, gateway_id: str, discovery_prefix: str,

@@ -552,3 +552,15 @@ def test_a_huge_credentials_file_is_refused_unread(tmp_path):
         f.truncate(1 << 30)
     assert check_config(p) == [
         f"mqtt.credentials_file: {cred} is {1 << 30} bytes; expected 2 short lines (user name, password)"]
+
+
+def test_a_discovery_prefix_the_daemon_would_refuse_is_a_problem(tmp_path):
+    """What the config check accepts, the daemon must be able to announce: a
+    prefix over 200 bytes made Home Assistant discovery raise at start."""
+    long_prefix = "ha/" + "x" * 200
+    p = _write(tmp_path, f'[gateway]\nid = "gw-1"\n[homeassistant]\nenabled = true\n'
+                         f'discovery_prefix = "{long_prefix}"\n')
+    assert [x for x in check_config(p) if x.startswith("homeassistant.discovery_prefix")]
+    ok = _write(tmp_path, '[gateway]\nid = "gw-1"\n[homeassistant]\nenabled = true\n'
+                          'discovery_prefix = "homeassistant"\n', "ok.toml")
+    assert check_config(ok) == []

@@ -25,6 +25,7 @@ from .types import (
     OutboxCfg,
     ServiceCfg,
     TlsCfg,
+    check_discovery_prefix,
 )
 
 # Keys that people try in the wrong place get a pointer instead of a guess.
@@ -117,11 +118,21 @@ class Checker(BusSections, DoorSection):
         if data is None:
             return None
         spec = {"enabled": self.boolean,
-                "discovery_prefix": lambda k, x: self.topic_prefix(k, x)}
+                "discovery_prefix": self.discovery_prefix}
         got = self.fields(data, kp, spec)
         d = DEFAULTS["homeassistant"]
         return HomeAssistantCfg(enabled=got.get("enabled", d["enabled"]),
                                 discovery_prefix=got.get("discovery_prefix", d["discovery_prefix"]))
+
+    def discovery_prefix(self, kp, v):
+        s = self.string(kp, v)
+        if s is BAD:
+            return BAD
+        why = check_discovery_prefix(s)
+        if why is not None:
+            self.add(kp, f"{q(s) if len(s) <= 80 else q(s[:80]) + '...'}: {why}")
+            return BAD
+        return s
 
     def _door_key_mode(self, _kp, args) -> None:
         try:

@@ -152,3 +152,23 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "homeassistant": {"enabled": False, "discovery_prefix": "homeassistant"},
     "service": {"respond_within_h": {"critical": 1, "major": 24, "minor": 72, "info": 0}},
 }
+
+
+# Home Assistant's discovery topics start with it (docs/integrations.md);
+# the config check and gateway/deliver/hass.py apply the same rule.
+DISCOVERY_PREFIX_MAX_BYTES = 200
+
+
+def check_discovery_prefix(prefix: Any) -> str | None:
+    """Why ``prefix`` cannot be a discovery prefix, or None when it can."""
+    if not isinstance(prefix, str) or not prefix:
+        return "must be a non-empty string"
+    if "+" in prefix or "#" in prefix:
+        return "must not contain + or #"
+    if prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
+        return "no leading or trailing /, no empty level (//)"
+    if prefix.startswith("$"):
+        return "must not start with $ (broker topics)"
+    if "\x00" in prefix or len(prefix.encode()) > DISCOVERY_PREFIX_MAX_BYTES:
+        return f"no NUL character, at most {DISCOVERY_PREFIX_MAX_BYTES} bytes"
+    return None
