@@ -169,6 +169,8 @@ def check_discovery_prefix(prefix: Any) -> str | None:
         return "no leading or trailing /, no empty level (//)"
     if prefix.startswith("$"):
         return "must not start with $ (broker topics)"
-    if "\x00" in prefix or len(prefix.encode()) > DISCOVERY_PREFIX_MAX_BYTES:
-        return f"no NUL character, at most {DISCOVERY_PREFIX_MAX_BYTES} bytes"
+    if "\x00" in prefix:
+        return "must not contain a NUL character"
+    if len(prefix.encode()) > DISCOVERY_PREFIX_MAX_BYTES:
+        return f"{len(prefix.encode())} bytes, more than {DISCOVERY_PREFIX_MAX_BYTES}"
     return None
