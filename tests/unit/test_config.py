@@ -420,7 +420,8 @@ def test_docs_mention_every_key():
         assert f"`{key}`" in text, key
     # the complete example really is complete
     assert set(doc) == {"gateway", "mqtt", "outbox", "bus", "device"}
-    assert set(doc["gateway"]) == {"id", "site", "state_dir", "language", "log_level", "models_dir"}
+    assert set(doc["gateway"]) == {"id", "site", "state_dir", "language", "log_level", "models_dir",
+                                   "fault_history_days"}
     assert set(doc["mqtt"]) == {"host", "port", "client_id", "topic_prefix", "keepalive", "qos",
                                 "credentials_file", "tls"}
     assert set(doc["outbox"]) == set(cfgmod.DEFAULTS["outbox"])
