@@ -125,7 +125,9 @@ class Checker(BusSections, DoorSection):
                                 discovery_prefix=got.get("discovery_prefix", d["discovery_prefix"]))
 
     def discovery_prefix(self, kp, v):
-        s = self.string(kp, v)
+        # A topic prefix (worded as topic_prefix's problems), and whatever
+        # else Home Assistant's discovery topics need (its length).
+        s = self.topic_prefix(kp, v)
         if s is BAD:
             return BAD
         why = check_discovery_prefix(s)
