@@ -420,7 +420,8 @@ def test_docs_mention_every_key():
         assert f"`{key}`" in text, key
     # the complete example really is complete
     assert set(doc) == {"gateway", "mqtt", "outbox", "bus", "device"}
-    assert set(doc["gateway"]) == {"id", "site", "state_dir", "language", "log_level", "models_dir"}
+    assert set(doc["gateway"]) == {"id", "site", "state_dir", "language", "log_level", "models_dir",
+                                   "fault_history_days"}
     assert set(doc["mqtt"]) == {"host", "port", "client_id", "topic_prefix", "keepalive", "qos",
                                 "credentials_file", "tls"}
     assert set(doc["outbox"]) == set(cfgmod.DEFAULTS["outbox"])
@@ -575,3 +576,15 @@ def test_device_names_that_are_the_gateways_own_topics_are_refused(tmp_path):
         'device[1].name: "config" is reserved: the gateway\'s own topics <prefix>/<gateway>/config/... '
         'are under that name',
     ]
+
+
+def test_a_discovery_prefix_the_daemon_would_refuse_is_a_problem(tmp_path):
+    """What the config check accepts, the daemon must be able to announce: a
+    prefix over 200 bytes made Home Assistant discovery raise at start."""
+    long_prefix = "ha/" + "x" * 200
+    p = _write(tmp_path, f'[gateway]\nid = "gw-1"\n[homeassistant]\nenabled = true\n'
+                         f'discovery_prefix = "{long_prefix}"\n')
+    assert [x for x in check_config(p) if x.startswith("homeassistant.discovery_prefix")]
+    ok = _write(tmp_path, '[gateway]\nid = "gw-1"\n[homeassistant]\nenabled = true\n'
+                          'discovery_prefix = "homeassistant"\n', "ok.toml")
+    assert check_config(ok) == []

@@ -6,8 +6,9 @@ import ipaddress
 import re
 
 from protocols.models import PARAM_HINTS, Catalogue, declared_params
+from protocols.models.types import value_kind
 
-from .checker import BAD, BaseChecker, Check, kind, q
+from .checker import BAD, BaseChecker, Check, q
 from .types import (
     BAUDRATES,
     DEFAULTS,
@@ -306,7 +307,7 @@ class BusSections(BaseChecker):
                 if isinstance(value, (bool, int, float, str)):
                     out[key] = value
                     continue
-                self.add(k, f"expected a number, string or boolean, got {kind(value)}")
+                self.add(k, f"expected a number, string or boolean, got {value_kind(value)}")
             elif key not in declared:
                 self.unknown_param(k, key, model, declared)
             elif (why := declared[key].problem(value)) is not None:
