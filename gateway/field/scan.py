@@ -125,7 +125,7 @@ class PortError(Exception):
     pass
 
 
-async def _no_sink(d, reading) -> None:
+def _no_sink(d, reading) -> None:
     pass
 
 

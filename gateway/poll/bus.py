@@ -28,6 +28,7 @@ from gateway.site import clock
 from gateway.site.config import BusCfg
 from protocols.modbus.plan import Read, split
 
+from .access import BusAccess
 from .answer import Received, header_mismatch, stray_answer, wire_mismatch
 from .decode import Reading, decode_reads, failed
 from .portlock import PortLock
@@ -40,10 +41,10 @@ BEAT_MARGIN_S = 5.0     # watchdog: over a request's own timeout or a planned sl
 IDLE_BEAT_S = 3600.0    # ... and for a bus with nothing scheduled
 T35_SLACK_S = 0.001
 
-Sink = Callable[[DeviceRuntime, Reading], Awaitable[None]]
+Sink = Callable[[DeviceRuntime, Reading], None]   # runs on the loop, soon after the poll
 
 
-class Bus:
+class Bus(BusAccess):
     # The flock file that keeps the daemon and `edgegw scan/read` off each
     # other's serial port (poll/portlock.py); set by whoever runs the bus.
     lock_path: str | None = None
@@ -95,59 +96,6 @@ class Bus:
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
-
-    # -- for field diagnostics (gateway/diag.py) ----------------------------
-
-    async def probe(self, unit: int, function: str, address: int, count: int) -> list[int] | str:
-        """One attempt, no retries, inside this task's turn (Bus.call): a
-        scan must not spend two timeouts on every empty address."""
-        if self.client is None:
-            return "bus_down"
-        return await self._request(unit, Read(function, address, count, ()))
-
-    async def open(self) -> bool:
-        """Connect without run(): the CLI's own session when no daemon runs."""
-        return await self._connect()
-
-    def close(self) -> None:
-        self._close()
-
-    # -- for custom pollers, which run inside this task's turn ---------------
-
-    async def read(self, unit: int, function: str, address: int, count: int) -> list[int] | str:
-        """One read with this bus's retries; registers or a failure type."""
-        if self.client is None:
-            return "bus_down"
-        req = Read(function, address, count, ())
-        for _ in range(1 + self.cfg.retries):
-            outcome = await self._request(unit, req)
-            if not isinstance(outcome, str) or outcome.startswith("exception") or outcome == "bus_down":
-                break
-        return outcome
-
-    async def write(self, unit: int, address: int, values: list[int]) -> str | None:
-        """Write holding registers (FC16); None on success, else a failure type."""
-        if self.client is None:
-            return "bus_down"
-        self.stats.requests += 1
-        self._beat(self.cfg.timeout_s)
-        try:
-            rr = await self.client.write_registers(address, values, device_id=unit)
-        except ModbusIOException:
-            self.stats.timeouts += 1
-            return "timeout"
-        except (ModbusException, OSError):
-            self._close()
-            return "bus_down"
-        if rr.isError():
-            self.stats.exceptions += 1
-            return f"exception_{getattr(rr, 'exception_code', 0)}"
-        self.stats.ok += 1
-        return None
-
-    async def finish(self, d: DeviceRuntime, results, reason: str | None) -> None:
-        """Close a custom poll: counters, availability, schedule, sink."""
-        await self._finish(d, results, reason)
 
     async def run(self) -> None:
         now = time.monotonic()
@@ -390,8 +338,13 @@ class Bus:
             log.warning("device %s is now %s", d.name,
                         "available" if d.available else "unavailable")
         self.schedule.set(d, next_due(d, now, self.cfg.backoff_max_s))
+        # The reading is processed while the next request is on the wire: the
+        # bus task goes straight on to it, and the line loses no time to us.
+        asyncio.get_running_loop().call_soon(self._deliver, d, reading)
+
+    def _deliver(self, d: DeviceRuntime, reading: Reading) -> None:
         try:
-            await self.sink(d, reading)
+            self.sink(d, reading)
         except Exception:  # noqa: BLE001 - a pipeline bug must not kill the bus
             log.exception("device %s: processing a reading failed", d.name)
 
