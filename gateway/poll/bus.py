@@ -199,12 +199,19 @@ class Bus(BusAccess):
             self.watchdog.beat(f"bus:{self.cfg.name}", within + BEAT_MARGIN_S)
 
     async def _sleep(self, timeout: float | None) -> None:
+        """Until `timeout` passes or something wakes the bus. A bare timer on
+        the event, not wait_for: a task per sleep would cost more than the
+        poll's own bookkeeping."""
         self._beat(IDLE_BEAT_S if timeout is None else timeout)
         self._wake.clear()
+        timer = None
+        if timeout is not None:
+            timer = asyncio.get_running_loop().call_later(max(0.0, timeout), self._wake.set)
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            pass
+            await self._wake.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     # -- requests ----------------------------------------------------------
 
