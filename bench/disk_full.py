@@ -14,7 +14,6 @@ Usage: python bench/disk_full.py [--cycles 3] [--hold 60] [--devices 10] [--size
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import sys
 import tempfile
@@ -24,11 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tests.integration.test_disk_full as case  # noqa: E402
-from tests.integration.test_disk_full import Tmpfs, outbox_health, scenario  # noqa: E402
+from tests.integration.test_disk_full import Tmpfs, edges, outbox_health, scenario, seq_holes, stop_all  # noqa: E402
 from tests.support import (Broker, Subscriber, Uplink, free_port, gateway_config, start_gateway,  # noqa: E402
                            start_sim, stop_proc, wait_until)
-
-EDGE = re.compile(r"device (fm-\d+): fault (\S+) (raised|cleared)")
 
 
 def main() -> int:
@@ -53,7 +50,7 @@ def main() -> int:
         case.TOGGLE_UNTIL = 36_000.0   # the sensors flip for the whole run
         sim, where = start_sim(work, scenario(free_port()))
         devices = [{"name": f"fm-{u:02d}", "bus": "tcp-1", "unit": u, "model": "turbine-evc", "poll_s": 0.2,
-                    "params": {"flap_count": 100000}} for u in range(1, min(args.devices, 10) + 1)]
+                    "params": {"flap_count": 1000}} for u in range(1, min(args.devices, 10) + 1)]
         cfg = gateway_config(work, uplink.port, where["buses"], devices, timeout_s=0.5)
         gw = start_gateway(cfg)
         wait_until(lambda: sub.select("/telemetry"), 30, "telemetry")
@@ -76,21 +73,10 @@ def main() -> int:
         assert stop_proc(gw) == 0
         gw = None
     finally:
-        stop_proc(gw)
-        stop_proc(sim)
-        if sub is not None:
-            sub.close()
-        if uplink is not None:
-            uplink.down()
-        if broker is not None:
-            broker.stop()
-        fs.umount()
-    log = (work / "gateway.log").read_text()
-    produced = EDGE.findall(log)
-    events = [b for b in sub.select("/event") if b.get("type") == "fault"]
+        stop_all(gw, sim, sub, uplink, broker, fs)
+    log, produced, events = edges(work, sub)
     by_seq = {b["seq"]: b for b in events}
-    seqs = sorted({b["seq"] for b in sub.select() if b.get("seq") is not None})
-    holes = len(set(range(seqs[0], seqs[-1] + 1)) - set(seqs)) if seqs else 0
+    holes = len(seq_holes(sub))
     print(f"run time                {time.monotonic() - t0:.0f} s" + (f", work folder {work}" if args.keep else ""))
     print(f"fault edges produced    {len(produced)}")
     print(f"fault edges delivered   {len(by_seq)} distinct, {len(events) - len(by_seq)} duplicates (same seq)")

@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.support import free_port, wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 TICK = os.sysconf("SC_CLK_TCK")
@@ -115,22 +117,6 @@ def mem_mb(pid: int) -> dict:
             if line.startswith(("VmRSS:", "VmHWM:")):
                 out[line.split(":")[0]] = int(line.split()[1]) / 1024
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(pred, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = pred()
-        if r:
-            return r
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 # --------------------------------------------------------------------------- broker

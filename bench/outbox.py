@@ -35,6 +35,7 @@ sys.path.insert(0, ROOT)  # this checkout's gateway, not an installed one
 
 from gateway.deliver.outbox import Message, Outbox, Priority  # noqa: E402
 from gateway.site.state import AtomicJSONStorage  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 TARGETS = {"enqueue_full_msgs_s": 2000, "drain_msgs_s": 5000, "rss_growth_1m_mb": 20}
@@ -101,12 +102,6 @@ def phase_enqueue(d: str, sync: str, seconds: float) -> dict:
             "msgs_s": round(msgs / dt), "stored_msgs_s": round(stats["backlog_msgs"] / dt),
             "coalesced": stats["coalesced"],
             "write_bytes_per_msg": round((w1 - w0) / msgs) if w0 >= 0 else None}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def phase_drain(d: str, count: int, window: int) -> dict:

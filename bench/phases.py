@@ -4,7 +4,6 @@ needs, measures one window, stops what it started, and returns plain data
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import time

@@ -177,7 +177,7 @@ class Daemon:
 
     # -- the pipeline ------------------------------------------------------
 
-    async def _sink(self, d: DeviceRuntime, reading) -> None:
+    def _sink(self, d: DeviceRuntime, reading) -> None:
         interp = self.interps[d.name]
         events = interp.step(reading)
         msgs: list[Message] = []

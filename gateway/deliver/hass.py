@@ -21,18 +21,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.site.config.types import NAME_RE, check_discovery_prefix
 from protocols.models import Model
+from protocols.models.check_base import NAME as VALUE_NAME
 
 from .hass_units import classify, label_of, unit_of
+from .outbox_file import HEALTHS
 
 __all__ = ["Device", "check_discovery_prefix", "discovery", "encode", "removals", "topics"]
 
 # Gateway ids and device names are [A-Za-z0-9_-] by the site config; relying
 # on it keeps ids readable and lets "." and "__" act as separators that no
-# name can contain (ids are then injective, see _object_id).
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
-# A value key as the model format allows it: no "__", never starts with "_".
-_VALUE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*(?:_[a-z]*[A-Z][A-Za-z0-9]*)?\Z")
+# name can contain (ids are then injective, see _object_id): NAME_RE.
+# A value key as the model format allows it (VALUE_NAME): no "__", never starts with "_".
 _CODE_SAFE = re.compile(r"[A-Za-z0-9-]+\Z")
 _PLAIN_TEXT = re.compile(r"[^'\"\\\x00-\x1f\x7f]*\Z")
 _META_KEYS = ("suggested_area", "manufacturer", "extra_values")
@@ -68,21 +69,6 @@ class Device:
     bus: str = ""
     unit: int = 0
     meta: Mapping[str, Any] = field(default_factory=dict)
-
-
-def check_discovery_prefix(prefix: Any) -> str | None:
-    """Why ``prefix`` cannot be a discovery prefix, or None when it can."""
-    if not isinstance(prefix, str) or not prefix:
-        return "must be a non-empty string"
-    if "+" in prefix or "#" in prefix:
-        return "must not contain + or #"
-    if prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
-        return "no leading or trailing /, no empty level (//)"
-    if prefix.startswith("$"):
-        return "must not start with $ (broker topics)"
-    if "\x00" in prefix or len(prefix.encode()) > 200:
-        return "no NUL character, at most 200 bytes"
-    return None
 
 
 def discovery(base: str, gateway_id: str, discovery_prefix: str,
@@ -168,7 +154,7 @@ class _Ctx:
 
 
 def _check_name(what: str, name: Any) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not NAME_RE.match(name):
         raise ValueError(f"{what} {name!r} is not 1..64 of A-Z a-z 0-9 _ -")
 
 
@@ -229,7 +215,7 @@ def _values(d: Device) -> list[tuple[str, str, bool]]:
     if isinstance(extra, str):
         raise ValueError(f"device {d.name!r}: extra_values must be a list of keys")
     for key in extra:
-        if not isinstance(key, str) or not _VALUE.match(key):
+        if not isinstance(key, str) or not VALUE_NAME.match(key):
             raise ValueError(f"device {d.name!r}: extra value {key!r} is not a value key")
         if key not in known:
             known.add(key)
@@ -343,5 +329,5 @@ def _gateway_entities(ctx: _Ctx) -> list[tuple[str, dict]]:
         (ctx.topic("sensor", "gateway_store_health"),
          entity("store_health", "Store", {"value_template": status_value("store.health"),
                                           "device_class": "enum", "entity_category": "diagnostic",
-                                          "options": ["ok", "disk_full", "read_only", "io_error", "corrupt"]})),
+                                          "options": list(HEALTHS)})),
     ]

@@ -4,8 +4,15 @@ paho keeps unacknowledged QoS 1 messages in RAM only, so durability is the
 outbox's job; this module only moves bytes. Each connection gets a fresh paho
 client: when a connection drops, whatever paho still held is forgotten and the
 outbox hands the unacknowledged messages out again (same seq), so there is one
-retransmission path, not two. paho runs its network loop in its own thread;
-every callback is handed to the asyncio loop with call_soon_threadsafe.
+retransmission path, not two.
+
+paho's socket is driven by the asyncio loop itself (its external-loop hooks:
+add_reader, add_writer, loop_misc once a second), not by a thread of its
+own: a publish is written at the loop's next turn with the rest of its
+batch, with no thread to wake per message and no hop back per PUBACK, and
+every callback runs on the loop. Only the blocking connect (TCP, TLS
+handshake) runs in an executor thread; the socket hooks it fires from there
+are handed to the loop.
 """
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ import asyncio
 import logging
 import random
 import ssl
+import threading
 from collections.abc import Callable
 
 import paho.mqtt.client as paho
@@ -23,6 +31,7 @@ from gateway.site.config import MqttCfg
 log = logging.getLogger(__name__)
 
 CONNACK_TIMEOUT_S = 15.0
+MISC_S = 1.0   # keep-alive pings and the wait for PINGRESP (paho's loop_misc)
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 60.0
 
@@ -44,6 +53,7 @@ class MqttLink:
         self._client: paho.Client | None = None
         self._session = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._up = asyncio.Event()
         self._down = asyncio.Event()
         self._stopping = False
@@ -80,24 +90,70 @@ class MqttLink:
         topic, payload = self.will()
         client.will_set(topic, payload, qos=1, retain=True)
         session = self._session
-        client.on_connect = lambda cl, ud, flags, rc, props: self._threadsafe(
+        client.on_connect = lambda cl, ud, flags, rc, props: self._on_loop(
             self._connected, session, rc)
-        client.on_disconnect = lambda cl, ud, flags, rc, props: self._threadsafe(
+        client.on_disconnect = lambda cl, ud, flags, rc, props: self._on_loop(
             self._disconnected, session, rc)
-        client.on_publish = lambda cl, ud, mid, rc, props: self._threadsafe(
+        client.on_publish = lambda cl, ud, mid, rc, props: self._on_loop(
             self._acked, session, mid)
         if self.on_message is not None:
-            client.on_message = lambda cl, ud, msg: self._threadsafe(
+            client.on_message = lambda cl, ud, msg: self._on_loop(
                 self._message, session, msg.topic, msg.payload)
+        client.on_socket_open = lambda cl, ud, sock: self._on_loop(self._watch, cl, sock)
+        client.on_socket_close = lambda cl, ud, sock: self._on_loop(self._unwatch, sock)
+        client.on_socket_register_write = lambda cl, ud, sock: self._on_loop(self._want_write, cl, sock)
+        client.on_socket_unregister_write = lambda cl, ud, sock: self._on_loop(self._wrote, sock)
         return client
 
-    def _threadsafe(self, fn, *args) -> None:
+    def _on_loop(self, fn, *args) -> None:
+        """Run fn now when on the loop (every paho call after connect), else
+        hand it to the loop (the socket hooks of a connect in the executor)."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        if loop is None or loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+            return
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            pass  # loop closing during shutdown
+
+    # -- the socket, on the loop ---------------------------------------------
+
+    def _watch(self, client: paho.Client, sock) -> None:
+        if client.socket() is sock:   # not one already closed again
+            self._loop.add_reader(sock, self._read, client, sock)
+
+    def _unwatch(self, sock) -> None:
+        for remove in (self._loop.remove_reader, self._loop.remove_writer):
             try:
-                loop.call_soon_threadsafe(fn, *args)
-            except RuntimeError:
-                pass  # loop closing during shutdown
+                remove(sock)
+            except (ValueError, OSError):
+                pass   # the descriptor is already closed
+
+    def _want_write(self, client: paho.Client, sock) -> None:
+        if client.socket() is sock:
+            self._loop.add_writer(sock, client.loop_write)
+
+    def _wrote(self, sock) -> None:
+        try:
+            self._loop.remove_writer(sock)
+        except (ValueError, OSError):
+            pass
+
+    @staticmethod
+    def _read(client: paho.Client, sock) -> None:
+        client.loop_read()
+        # TLS decrypts whole records: bytes already decrypted wait in the SSL
+        # object, where the selector cannot see them.
+        while isinstance(sock, ssl.SSLSocket) and client.socket() is sock and sock.pending():
+            client.loop_read()
+
+    async def _misc(self, client: paho.Client) -> None:
+        while client.socket() is not None:
+            client.loop_misc()
+            await asyncio.sleep(MISC_S)
 
     def _connected(self, session: int, rc) -> None:
         if session != self._session:
@@ -136,6 +192,7 @@ class MqttLink:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         backoff = BACKOFF_MIN_S
         while not self._stopping:
             self._session += 1
@@ -143,10 +200,11 @@ class MqttLink:
             self._down.clear()
             client = self._make_client()
             self._client = client
+            misc = None
             try:
                 await self._loop.run_in_executor(
                     None, client.connect, self.cfg.host, self.cfg.port, self.cfg.keepalive)
-                client.loop_start()
+                misc = self._loop.create_task(self._misc(client), name="mqtt-misc")
                 await asyncio.wait_for(self._wait_either(), CONNACK_TIMEOUT_S)
             except (OSError, ssl.SSLError, TimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -155,6 +213,8 @@ class MqttLink:
             if self.connected:
                 backoff = BACKOFF_MIN_S
                 await self._down.wait()
+            if misc is not None:
+                misc.cancel()
             self._drop(client)
             if self._stopping:
                 break
@@ -177,10 +237,14 @@ class MqttLink:
         self.connected = False
         self._session += 1  # late callbacks of this client are ignored from now on
         try:
-            client.loop_stop()
             client.disconnect()
+            client.loop_write()   # the DISCONNECT goes out now: nothing drives this client any more
         except Exception:  # noqa: BLE001 - the socket may already be gone
             pass
+        sock = client.socket()
+        if sock is not None:
+            self._unwatch(sock)
+            sock.close()
         if was:
             self.on_down()
         if self._client is client:

@@ -11,6 +11,9 @@ import time
 from gateway.site.state import quarantine_path, utc_stamp
 
 SCHEMA_VERSION = 1
+# What stats()["health"] can say (docs/mqtt.md, status): ok, what a failed
+# write said about the disk (health_of), or a store kept in RAM (Store.in_ram).
+HEALTHS = ("ok", "disk_full", "read_only", "io_error", "corrupt", "ram_only")
 PAGE_SIZE = 1024  # fewer bytes per commit: measured 2.3x less written per message than 4096 (bench/outbox.py)
 
 _DDL = """
@@ -113,6 +116,17 @@ class SeqFloor:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def rollback(db: sqlite3.Connection) -> None:
+    """Undo the open transaction after a failed step. A rollback that fails
+    too (the disk went away) leaves SQLite to undo it at the next open: the
+    caller re-raises what made the step fail, which says more."""
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 def health_of(exc: sqlite3.Error, directory: str) -> str | None:

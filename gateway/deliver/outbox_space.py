@@ -30,6 +30,8 @@ import os
 import sqlite3
 import time
 
+from .outbox_file import rollback
+
 SPARE_PAGES = 64
 BALLAST_MAX = 1024 * 1024
 BALLAST_MIN = 64 * 1024
@@ -119,11 +121,7 @@ class Space:
             db.execute(sql, args)
             db.execute("COMMIT")
         except BaseException:
-            if db.in_transaction:
-                try:
-                    db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+            rollback(db)
             raise
 
     def ensure_spare(self, db: sqlite3.Connection) -> bool:

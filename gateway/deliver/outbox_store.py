@@ -19,7 +19,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from .outbox_budget import Budget
-from .outbox_file import SeqFloor, health_of, open_store
+from .outbox_file import SeqFloor, health_of, open_store, rollback
 from .outbox_memory import MEMORY_EVENTS, Held
 from .outbox_rows import Counters, Message, Priority, Row, encode, encode_kv
 from .outbox_space import Space, is_full
@@ -160,11 +160,7 @@ class Store:
         except BaseException:
             self._c = saved
             self._seq = seq_before
-            if db.in_transaction:
-                try:
-                    db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+            rollback(db)
             raise
         finally:
             if force:

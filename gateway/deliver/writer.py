@@ -38,7 +38,7 @@ from .outbox_rows import NAMES, Message, Priority, Row, encode, encode_kv
 
 log = logging.getLogger(__name__)
 
-WINDOW_S = 0.02          # puts handed over within this window share one transaction
+WINDOW_S = 0.05          # puts handed over within this window share one transaction
 MAX_PENDING = 500        # ... or fewer, once this many messages are waiting
 # Messages waiting for the thread, at most. Above it the thread is stuck on
 # a dying card: readings and state are dropped (counted), events still wait.

@@ -40,6 +40,7 @@ from gateway.site.cardfile import (
     Problems,
     RegistryError,
     check_entry,
+    checked_rows,
 )
 
 from .cards import UNKNOWN, CardState, Fold, Rules
@@ -230,19 +231,11 @@ class CardRegistry:
         return entries, added
 
     def _load_rows(self, rows, source: str, limit: int, problems: Problems, counts: list[int]) -> None:
-        for where, row in rows:
-            counts[0] += 1
-            if counts[0] > limit:
-                problems.add(f"more than {limit} entries (the limit for one load)")
-                return
-            if not isinstance(row, dict):
-                problems.add(f"{where.rstrip('.: ')}: not an object")
-                continue
-            e, found = check_entry(row)
-            for p in found:
-                problems.add(f"{where}{p}")
-            if e is None or problems:
-                continue   # checked all the same, so that every problem is listed
+        def counted():
+            for row in rows:
+                counts[0] += 1
+                yield row
+        for where, e in checked_rows(counted(), limit, problems):
             if e["event"] == ERASE:
                 counts[1] += self._record_erasure(e)
             else:

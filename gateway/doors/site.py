@@ -37,6 +37,7 @@ from gateway.site.cardfile import (
     file_chunks,
     file_rows,
 )
+from gateway.site.config.types import DOOR_KEY_NAME
 
 from .cards import CardState, Pseudonymizer, Rules, load_or_create_key
 from .history import HISTORY_FILE, History
@@ -57,7 +58,6 @@ DEFAULTS = {
     "reminder_hour": 8,
     "timezone": "Asia/Shanghai",
 }
-KEY_FILE = "door-pseudonym.key"   # as gateway/config.py DOOR_KEY_NAME
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class DoorSettings:
     def from_config(cls, doors: dict, state_dir: Path) -> "DoorSettings":
         d = {**DEFAULTS, **doors}
         return cls(state_dir=Path(state_dir),
-                   key_file=Path(d.get("pseudonym_key_file") or Path(state_dir) / KEY_FILE),
+                   key_file=Path(d.get("pseudonym_key_file") or Path(state_dir) / DOOR_KEY_NAME),
                    publish_raw=bool(d["publish_raw_card_numbers"]),
                    registry_csv=Path(d["registry_csv"]) if d.get("registry_csv") else None,
                    history_days=float(d["history_days"]),

@@ -111,44 +111,42 @@ def _when(trigger: dict, values: dict) -> bool | None:
     return None
 
 
+def _moved(trigger, reading, prev) -> tuple[float, float] | None:
+    """The field now and at the previous good reading; None when either is
+    unknown (a first reading, a failed or bad-quality value)."""
+    if prev is None:
+        return None
+    name = trigger.get("field")
+    value = _number(reading.values, name)
+    before = _number(prev.values, name)
+    if value is None or before is None:
+        return None
+    return value, before
+
+
 def counting_while(trigger, params, reading, prev, last_good_mono, now_mono):
     # The counter must have moved between two good readings, and the gate
     # (valve shut, pressure zero) must hold now: a valve that shut during
     # the interval while gas still flowed is normal, so only the present
     # gate counts and the next poll confirms with debounce.
-    if prev is None:
-        return None
-    name = trigger.get("field")
-    value = _number(reading.values, name)
-    before = _number(prev.values, name)
+    pair = _moved(trigger, reading, prev)
     gate = _when(trigger, reading.values)
-    if value is None or before is None or gate is None:
+    if pair is None or gate is None:
         return None
+    value, before = pair
     return gate and value > before
 
 
 def decreased(trigger, params, reading, prev, last_good_mono, now_mono):
-    if prev is None:
-        return None
-    name = trigger.get("field")
-    value = _number(reading.values, name)
-    before = _number(prev.values, name)
-    if value is None or before is None:
-        return None
-    return value < before
+    pair = _moved(trigger, reading, prev)
+    return None if pair is None else pair[0] < pair[1]
 
 
 def increased(trigger, params, reading, prev, last_good_mono, now_mono):
     # A counter of refused cards that moves is an event at the card slot
     # (A4, B4, B5, E2): present for the one reading that shows the rise.
-    if prev is None:
-        return None
-    name = trigger.get("field")
-    value = _number(reading.values, name)
-    before = _number(prev.values, name)
-    if value is None or before is None:
-        return None
-    return value > before
+    pair = _moved(trigger, reading, prev)
+    return None if pair is None else pair[0] > pair[1]
 
 
 DAY_S = 86400.0

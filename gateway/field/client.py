@@ -251,5 +251,18 @@ def daemon_error(site: Site, exc: Exception) -> int:
     return 2
 
 
+def ask_daemon(site: Site, cmd: str, args: dict | None = None) -> tuple[object, int | None]:
+    """The running daemon's answer: (result, None). (None, None) when no
+    daemon answers, for the command to read the state folder instead; (None,
+    2) after saying why the daemon refused."""
+    try:
+        with site.client() as c:
+            return c.request(cmd, args), None
+    except DaemonDown:
+        return None, None
+    except (DaemonDenied, DaemonError) as exc:
+        return None, daemon_error(site, exc)
+
+
 def print_json(obj) -> None:
     print(json.dumps(obj, ensure_ascii=False, indent=2, default=str))

@@ -7,7 +7,7 @@
 
     repoll   {"device": "fm-01"}        poll the device as soon as the bus is free
     doorlog  {"controller": "door-1"}   fetch a door controller's log ("not configured"
-                                        until door controllers are supported)
+                                        on a site without door controllers)
     diag     {}                         a short self-test: verdict, each check's level
                                         and key (no paths, pids, user names, endpoints)
 
@@ -22,7 +22,7 @@ Bounds (docs/cli.md "Commands over MQTT"): a token bucket per gateway,
 RATE_PER_S sustained and RATE_BURST at once, and at most RATE_BURST commands
 running. A command beyond it is dropped before it is even parsed: counted,
 logged at most once per REFUSAL_LOG_S, and not answered, since every reply
-costs a seq (a synced write today) and a publish, which is what a flood
+costs a seq (a synced write on the store's thread) and a publish, which is what a flood
 would turn against the site.
 """
 from __future__ import annotations

@@ -7,10 +7,7 @@ from gateway.doors.site import DEFAULTS
 from gateway.doors.view import doorlog_view
 
 from .client import (
-    DaemonDenied,
-    DaemonDown,
-    DaemonError,
-    daemon_error,
+    ask_daemon,
     err,
     load_site,
     print_json,
@@ -23,21 +20,17 @@ def doorlog(args) -> int:
     site = load_site(args)
     if isinstance(site, int):
         return site
+    view, rc = ask_daemon(site, "doorlog", {"controller": args.controller})
+    if rc is not None:
+        return rc
     rc = 0
-    try:
-        with site.client() as c:
-            view = c.request("doorlog", {"controller": args.controller})
-    except DaemonDenied as exc:
-        return daemon_error(site, exc)
-    except DaemonDown:
+    if view is None:
         try:
             view = doorlog_view(site.cfg, args.controller)
         except KeyError as exc:
             err(str(exc).strip("'\""))
             return 2
         rc = 2  # daemon unreachable: what is shown is the last recorded state
-    except DaemonError as exc:
-        return daemon_error(site, exc)
     if not isinstance(view, dict) or "controller" not in view:
         err(str(view.get("error") if isinstance(view, dict) else view))
         return 2

@@ -1,11 +1,9 @@
-"""`edgegw explain MODEL CODE` and `edgegw faults [DEVICE...]`.
+"""`edgegw explain MODEL CODE`: what a code means on a model, and what to do.
 
-explain reads the model catalogue, the packaged models with the site's
-model folder over them (from --config, or the default folder when there is
-no config): it works on a laptop in the van, with no daemon. A broken model
-file stops only the explain of that model. faults asks the daemon for what stands
-now and reads the fault history the daemon keeps in the state dir; with the
-daemon stopped it shows what was last recorded and says so.
+It reads the model catalogue, the packaged models with the site's model
+folder over them (from --config, or the default folder when there is no
+config): it works on a laptop in the van, with no daemon. A broken model
+file stops only the explain of that model. (`edgegw faults` is faults.py.)
 """
 from __future__ import annotations
 

@@ -9,10 +9,7 @@ from pathlib import Path
 
 from . import i18n
 from .client import (
-    DaemonDenied,
-    DaemonDown,
-    DaemonError,
-    daemon_error,
+    ask_daemon,
     err,
     load_site,
     print_json,
@@ -31,13 +28,10 @@ def faults(args) -> int:
         if d not in names:
             err(i18n.t(site.lang, "fl.unknown_device", name=d, known=", ".join(names) or "-"))
             return 2
-    rc = None
-    try:
-        with site.client() as c:
-            data = c.request("faults", {"devices": list(args.devices), "history": args.history})
-    except DaemonDenied as exc:
-        return daemon_error(site, exc)
-    except DaemonDown:
+    data, rc = ask_daemon(site, "faults", {"devices": list(args.devices), "history": args.history})
+    if rc is not None:
+        return rc
+    if data is None:
         st = recorded_status(site.cfg, site.models, f"no answer on {site.socket}")
         hist = History(Path(site.state_dir) / HISTORY_NAME, max_days=site.cfg.gateway.fault_history_days) \
             .read(args.history, list(args.devices)) \
@@ -50,8 +44,6 @@ def faults(args) -> int:
                           when=fmt_ts(st["recorded"]["when"])) if st["recorded"]["when"]
                    else i18n.t(site.lang, "st.no_record", path=st["recorded"]["path"]))}
         rc = 2
-    except DaemonError as exc:
-        return daemon_error(site, exc)
     if args.json:
         print_json(data)
     else:

@@ -125,7 +125,7 @@ class PortError(Exception):
     pass
 
 
-async def _no_sink(d, reading) -> None:
+def _no_sink(d, reading) -> None:
     pass
 
 
@@ -183,6 +183,36 @@ def _site_and_bus(args):
     return site, bc
 
 
+def _through_daemon(site, cmd: str, req: dict, timeout: float, on_progress=None, clear=lambda: None):
+    """Ask the running daemon, which owns the port: (its answer, None, None).
+    (None, via, None) when the port is to be opened here: "direct" (no
+    daemon) or "direct_idle" (the daemon has no task on this bus).
+    (None, None, exit code) when the daemon refused."""
+    try:
+        with site.client(timeout=timeout) as c:
+            return c.request(cmd, req, on_progress=on_progress), None, None
+    except DaemonDenied as exc:
+        return None, None, daemon_error(site, exc)
+    except DaemonDown:
+        return None, "direct", None
+    except DaemonError as exc:
+        if exc.code == "no_bus_task":
+            return None, "direct_idle", None
+        clear()
+        return None, None, daemon_error(site, exc)
+
+
+def _on_port(site, bc, run, clear=lambda: None):
+    """run(bus) with the port opened and locked here: (its result, None),
+    or (None, 2) after saying why the port could not be had."""
+    try:
+        return asyncio.run(with_port(site.state_dir, bc, run)), None
+    except (PortError, ConnectionError) as exc:
+        clear()
+        err(i18n.t(site.lang, "er.port", port=bc.port, why=str(exc)))
+        return None, 2
+
+
 def cmd_scan(args) -> int:
     site, bc = _site_and_bus(args)
     if isinstance(site, int):
@@ -201,22 +231,16 @@ def cmd_scan(args) -> int:
             sys.stderr.write("\r\x1b[K" + progress_line(p, lang, cols))
             sys.stderr.flush()
 
+    def clear() -> None:
+        if show:
+            sys.stderr.write("\r\x1b[K")
+
     plan = ident_plan(site.models)
-    result = None
-    via = "direct"
-    try:
-        with site.client(timeout=15.0 + bc.timeout_s * (1 + bc.retries) * (len(plan) + 1)) as c:
-            result = c.request("scan", {"bus": bc.name, "first": first, "last": last}, on_progress=on_progress)
-    except DaemonDenied as exc:
-        return daemon_error(site, exc)
-    except DaemonDown:
-        pass
-    except DaemonError as exc:
-        if exc.code != "no_bus_task":
-            if show:
-                sys.stderr.write("\r\x1b[K")
-            return daemon_error(site, exc)
-        via = "direct_idle"
+    result, via, rc = _through_daemon(
+        site, "scan", {"bus": bc.name, "first": first, "last": last},
+        15.0 + bc.timeout_s * (1 + bc.retries) * (len(plan) + 1), on_progress, clear)
+    if rc is not None:
+        return rc
     if result is None:
         configured = {d.unit: d.name for d in site.cfg.devices if d.bus == bc.name}
 
@@ -225,13 +249,9 @@ def cmd_scan(args) -> int:
 
         async def run(bus):
             return await scan_units(lambda u: probe_unit(bus, u, plan), first, last, configured, progress)
-        try:
-            result = asyncio.run(with_port(site.state_dir, bc, run))
-        except (PortError, ConnectionError) as exc:
-            if show:
-                sys.stderr.write("\r\x1b[K")
-            err(i18n.t(lang, "er.port", port=bc.port, why=str(exc)))
-            return 2
+        result, rc = _on_port(site, bc, run, clear)
+        if rc is not None:
+            return rc
         result.update({"bus": bc.name, "port": bc.port, "via": via})
     if show:
         sys.stderr.write("\r\x1b[K")
@@ -255,27 +275,15 @@ def cmd_read(args) -> int:
         return 2
     function = "input" if args.input else "holding"
     req = {"bus": bc.name, "unit": args.unit, "address": args.address, "count": args.count, "function": function}
-    result = None
-    via = "direct"
-    try:
-        with site.client(timeout=15.0 + bc.timeout_s * (1 + bc.retries)) as c:
-            result = c.request("read", req)
-    except DaemonDenied as exc:
-        return daemon_error(site, exc)
-    except DaemonDown:
-        pass
-    except DaemonError as exc:
-        if exc.code != "no_bus_task":
-            return daemon_error(site, exc)
-        via = "direct_idle"
+    result, via, rc = _through_daemon(site, "read", req, 15.0 + bc.timeout_s * (1 + bc.retries))
+    if rc is not None:
+        return rc
     if result is None:
         async def run(bus):
             return await read_registers(bus, args.unit, function, args.address, args.count)
-        try:
-            out = asyncio.run(with_port(site.state_dir, bc, run))
-        except (PortError, ConnectionError) as exc:
-            err(i18n.t(lang, "er.port", port=bc.port, why=str(exc)))
-            return 2
+        out, rc = _on_port(site, bc, run)
+        if rc is not None:
+            return rc
         result = {**req, "port": bc.port, "via": via, **out}
     result["decoded"] = decode_all(result["registers"]) if result.get("registers") else []
     if args.json:

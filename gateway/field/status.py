@@ -15,10 +15,7 @@ from gateway.site.state import StateStore
 
 from . import i18n
 from .client import (
-    DaemonDenied,
-    DaemonDown,
-    DaemonError,
-    daemon_error,
+    ask_daemon,
     err,
     load_site,
     print_json,
@@ -167,17 +164,12 @@ def cmd_status(args) -> int:
     if device is not None and device not in names:
         err(i18n.t(site.lang, "fl.unknown_device", name=device, known=", ".join(names) or "-"))
         return 2
-    try:
-        with site.client() as c:
-            st = c.request("status")
-        rc = None
-    except DaemonDenied as exc:
-        return daemon_error(site, exc)
-    except DaemonDown:
+    st, rc = ask_daemon(site, "status")
+    if rc is not None:
+        return rc
+    if st is None:
         st = recorded_status(site.cfg, site.models, f"no answer on {site.socket}")
         rc = 2
-    except DaemonError as exc:
-        return daemon_error(site, exc)
     if device is not None:
         st = {**st, "devices": [d for d in st.get("devices") or [] if d["name"] == device]}
     if args.json:

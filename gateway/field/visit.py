@@ -20,10 +20,7 @@ import sys
 
 from . import i18n
 from .client import (
-    DaemonDenied,
-    DaemonDown,
-    DaemonError,
-    daemon_error,
+    ask_daemon,
     err,
     load_site,
     print_json,
@@ -215,22 +212,18 @@ def cmd_visit(args) -> int:
     if args.device not in names:
         err(i18n.t(site.lang, "fl.unknown_device", name=args.device, known=", ".join(names) or "-"))
         return 2
-    rc = 0
-    try:
-        with site.client() as c:
-            data = c.request("faults", {"devices": [args.device], "history": 0})
-        ts, live, recorded = data["ts"], True, None
+    data, rc = ask_daemon(site, "faults", {"devices": [args.device], "history": 0})
+    if rc is not None:
+        return rc
+    if data is not None:
+        ts, live, recorded, rc = data["ts"], True, None, 0
         dev = next(d for d in data["active"] if d["name"] == args.device)
-    except DaemonDenied as exc:
-        return daemon_error(site, exc)
-    except DaemonDown:
+    else:
         st = recorded_status(site.cfg, site.models, f"no answer on {site.socket}")
         ts, live, recorded = st["ts"], False, st["recorded"]
         dev = next(d for d in st["devices"] if d["name"] == args.device)
         err(i18n.t(site.lang, "er.daemon_down", sock=site.socket))
         rc = 2
-    except DaemonError as exc:
-        return daemon_error(site, exc)
     v = build_visit(site, dev, ts, live, recorded)
     if args.json:
         print_json(v)

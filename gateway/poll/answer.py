@@ -12,41 +12,59 @@ for the next request if it arrives while that one is pending.
 """
 from __future__ import annotations
 
+import time
+
 from pymodbus.framer.rtu import FramerRTU
 
 
 class Received:
-    """The bytes received for the current request (pymodbus' trace_packet
-    hook): if a request then times out with bytes in hand, the answer was
-    garbled (crc) or another frame (mismatch), not missing."""
+    """The bytes received for the current request, as they came off the
+    port: if a request then times out with bytes in hand, the answer was
+    garbled (crc) or another frame (mismatch), not missing; and when the
+    last of them came, for the silence a serial line owes before the next
+    request.
+
+    pymodbus hands its trace hook its whole receive buffer again at every
+    chunk, so the raw chunks are taken at the protocol's data_received
+    instead (one read per chunk, no copy of what came before)."""
 
     def __init__(self) -> None:
         self.bytes = bytearray()
-        self.client = None
+        self.last_mono = 0.0
 
     def data(self) -> bytes:
         return bytes(self.bytes)
 
     def trace(self, sending: bool, data: bytes) -> bytes:
+        """pymodbus' trace_packet hook: a request going out starts afresh."""
         if sending:
             self.bytes.clear()
-            return data
-        self.bytes.extend(data)
-        if len(self.bytes) > RX_KEEP:  # a flood: the answer, if any, is in the newest bytes
-            del self.bytes[:-RX_KEEP]
-        if self.client is not None:
+        return data
+
+    def attach(self, client) -> None:
+        ctx = client.ctx
+        received, decode = ctx.data_received, ctx.callback_data
+
+        def data_received(data: bytes) -> None:
+            self.bytes += data
+            if len(self.bytes) > RX_KEEP:  # a flood: the answer, if any, is in the newest bytes
+                del self.bytes[:-RX_KEEP]
+            self.last_mono = time.monotonic()
+            received(data)
+
+        def callback_data(data: bytes, addr=None) -> int:
             # pymodbus 3.16 raises out of its transport callback on a sound
             # frame it cannot decode (function byte 0x80): the traceback
-            # lands in the event loop's handler and the bytes stay stuck
-            # until the next request (on TCP the connection drops). Hide
-            # them from its framer: the request times out, and the bus
-            # counts the frame as a mismatch.
-            ctx = self.client.ctx
+            # lands in the event loop's handler, the bytes stay stuck, and
+            # on TCP the connection drops. Drop the bytes instead: the
+            # request times out, and the bus counts the frame as a mismatch.
             try:
-                ctx.framer.handleFrame(data, ctx.request_dev_id, ctx.request_transaction_id)
-            except Exception:  # noqa: BLE001 - whatever it would have raised
-                return b""
-        return data
+                return decode(data, addr)
+            except Exception:  # noqa: BLE001 - whatever the decoder raised
+                return len(data)
+
+        ctx.data_received = data_received
+        ctx.callback_data = callback_data
 
 
 def header_mismatch(rr, unit: int, fc: int) -> str | None:
@@ -65,9 +83,9 @@ def wire_mismatch(rx: bytes, unit: int, fc: int, regs: list[int], rtu: bool) -> 
     body = bytes([unit, fc, 2 * len(regs)]) + b"".join(r.to_bytes(2, "big") for r in regs)
     if not rtu:
         return None if len(body).to_bytes(2, "big") + body in rx else "byte count"
+    if len(rx) == len(body) + 2 and rx.startswith(body):
+        return None   # the one frame pymodbus took, whose CRC it checked
     honest = body + FramerRTU.compute_CRC(body).to_bytes(2, "big")
-    if rx == honest:
-        return None
     frames = rtu_frames(rx, unit, answered=True)
     if honest not in frames:
         return "byte count"

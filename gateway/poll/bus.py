@@ -28,6 +28,7 @@ from gateway.site import clock
 from gateway.site.config import BusCfg
 from protocols.modbus.plan import Read, split
 
+from .access import BusAccess
 from .answer import Received, header_mismatch, stray_answer, wire_mismatch
 from .decode import Reading, decode_reads, failed
 from .portlock import PortLock
@@ -38,11 +39,12 @@ log = logging.getLogger(__name__)
 
 BEAT_MARGIN_S = 5.0     # watchdog: over a request's own timeout or a planned sleep
 IDLE_BEAT_S = 3600.0    # ... and for a bus with nothing scheduled
+T35_SLACK_S = 0.001
 
-Sink = Callable[[DeviceRuntime, Reading], Awaitable[None]]
+Sink = Callable[[DeviceRuntime, Reading], None]   # runs on the loop, soon after the poll
 
 
-class Bus:
+class Bus(BusAccess):
     # The flock file that keeps the daemon and `edgegw scan/read` off each
     # other's serial port (poll/portlock.py); set by whoever runs the bus.
     lock_path: str | None = None
@@ -60,6 +62,10 @@ class Bus:
         self.stats = BusStats()
         self.client = None
         self._rx = Received()   # the bytes that came back for the current request
+        # t3.5 (Modbus over serial line 2.5.1.1): 3.5 characters of silence,
+        # fixed at 1.75 ms above 19200 baud
+        bits = 1 + cfg.bytesize + (cfg.parity != "N") + cfg.stopbits
+        self._t35 = 0.00175 if cfg.baudrate > 19200 else 3.5 * bits / cfg.baudrate
         self._wake = asyncio.Event()
         self._diag: asyncio.Queue = asyncio.Queue()
         self._stopping = False
@@ -90,59 +96,6 @@ class Bus:
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
-
-    # -- for field diagnostics (gateway/diag.py) ----------------------------
-
-    async def probe(self, unit: int, function: str, address: int, count: int) -> list[int] | str:
-        """One attempt, no retries, inside this task's turn (Bus.call): a
-        scan must not spend two timeouts on every empty address."""
-        if self.client is None:
-            return "bus_down"
-        return await self._request(unit, Read(function, address, count, ()))
-
-    async def open(self) -> bool:
-        """Connect without run(): the CLI's own session when no daemon runs."""
-        return await self._connect()
-
-    def close(self) -> None:
-        self._close()
-
-    # -- for custom pollers, which run inside this task's turn ---------------
-
-    async def read(self, unit: int, function: str, address: int, count: int) -> list[int] | str:
-        """One read with this bus's retries; registers or a failure type."""
-        if self.client is None:
-            return "bus_down"
-        req = Read(function, address, count, ())
-        for _ in range(1 + self.cfg.retries):
-            outcome = await self._request(unit, req)
-            if not isinstance(outcome, str) or outcome.startswith("exception") or outcome == "bus_down":
-                break
-        return outcome
-
-    async def write(self, unit: int, address: int, values: list[int]) -> str | None:
-        """Write holding registers (FC16); None on success, else a failure type."""
-        if self.client is None:
-            return "bus_down"
-        self.stats.requests += 1
-        self._beat(self.cfg.timeout_s)
-        try:
-            rr = await self.client.write_registers(address, values, device_id=unit)
-        except ModbusIOException:
-            self.stats.timeouts += 1
-            return "timeout"
-        except (ModbusException, OSError):
-            self._close()
-            return "bus_down"
-        if rr.isError():
-            self.stats.exceptions += 1
-            return f"exception_{getattr(rr, 'exception_code', 0)}"
-        self.stats.ok += 1
-        return None
-
-    async def finish(self, d: DeviceRuntime, results, reason: str | None) -> None:
-        """Close a custom poll: counters, availability, schedule, sink."""
-        await self._finish(d, results, reason)
 
     async def run(self) -> None:
         now = time.monotonic()
@@ -191,7 +144,8 @@ class Bus:
             if why is not None:
                 self._note_connect_error(f"{self.cfg.port}: {why}")
                 return False
-        self.client = self._rx.client = self._new_client()
+        self.client = self._new_client()
+        self._rx.attach(self.client)
         self._beat(self.cfg.timeout_s)
         try:
             ok = await self.client.connect()
@@ -219,7 +173,7 @@ class Bus:
                 self.client.close()
             except Exception:  # noqa: BLE001 - closing a vanished port may raise anything
                 pass
-            self.client = self._rx.client = None
+            self.client = None
         if self.stats.connected:
             self.stats.disconnects += 1
         self.stats.connected = False
@@ -245,12 +199,19 @@ class Bus:
             self.watchdog.beat(f"bus:{self.cfg.name}", within + BEAT_MARGIN_S)
 
     async def _sleep(self, timeout: float | None) -> None:
+        """Until `timeout` passes or something wakes the bus. A bare timer on
+        the event, not wait_for: a task per sleep would cost more than the
+        poll's own bookkeeping."""
         self._beat(IDLE_BEAT_S if timeout is None else timeout)
         self._wake.clear()
+        timer = None
+        if timeout is not None:
+            timer = asyncio.get_running_loop().call_later(max(0.0, timeout), self._wake.set)
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            pass
+            await self._wake.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     # -- requests ----------------------------------------------------------
 
@@ -304,7 +265,11 @@ class Bus:
             if rtu:
                 # Through the master's 3.5-character silence after the answer,
                 # no second answer from this unit may come (answer.py says why).
-                await asyncio.sleep(max(0.002, 38.5 / max(1, self.cfg.baudrate)))
+                # A timer wakes late by up to a millisecond here, and the
+                # line holds a request that comes early until t3.5 anyway:
+                # wake a millisecond short of it, so the bus loses no time.
+                if (quiet := self._rx.last_mono + self._t35 - T35_SLACK_S - time.monotonic()) > 0:
+                    await asyncio.sleep(quiet)
             why = wire_mismatch(self._rx.data(), unit, fc, regs, rtu)
         if why is not None:
             log.debug("bus %s: unit %d %s read at %d x%d: answered with %s", self.cfg.name, unit,
@@ -380,8 +345,13 @@ class Bus:
             log.warning("device %s is now %s", d.name,
                         "available" if d.available else "unavailable")
         self.schedule.set(d, next_due(d, now, self.cfg.backoff_max_s))
+        # The reading is processed while the next request is on the wire: the
+        # bus task goes straight on to it, and the line loses no time to us.
+        asyncio.get_running_loop().call_soon(self._deliver, d, reading)
+
+    def _deliver(self, d: DeviceRuntime, reading: Reading) -> None:
         try:
-            await self.sink(d, reading)
+            self.sink(d, reading)
         except Exception:  # noqa: BLE001 - a pipeline bug must not kill the bus
             log.exception("device %s: processing a reading failed", d.name)
 

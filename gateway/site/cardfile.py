@@ -272,14 +272,16 @@ def check_file(path: Path) -> list[str]:
     return []
 
 
-def check_entries_lazily(rows: Iterable[tuple[str, dict]], limit: int = MAX_FILE_ENTRIES) -> Iterator[dict]:
-    """As check_entries, one entry at a time; the RegistryError comes at the end."""
-    problems, n = Problems(), 0
+def checked_rows(rows: Iterable[tuple[str, dict]], limit: int, problems: Problems) -> Iterator[tuple[str, dict]]:
+    """(where, entry) for each row that checks out while no problem has been
+    found; every row is checked all the same, so that the problems list them
+    all. Stops after `limit` rows. The problems land in `problems`."""
+    n = 0
     for where, row in rows:
         n += 1
         if n > limit:
-            problems.add(f"more than {limit} entries (the limit for one registry load)")
-            break
+            problems.add(f"more than {limit} entries (the limit for one load)")
+            return
         if not isinstance(row, dict):
             problems.add(f"{where.rstrip('.: ')}: not an object")
             continue
@@ -287,6 +289,13 @@ def check_entries_lazily(rows: Iterable[tuple[str, dict]], limit: int = MAX_FILE
         for p in found:
             problems.add(f"{where}{p}")
         if e is not None and not problems:
-            yield e
+            yield where, e
+
+
+def check_entries_lazily(rows: Iterable[tuple[str, dict]], limit: int = MAX_FILE_ENTRIES) -> Iterator[dict]:
+    """As check_entries, one entry at a time; the RegistryError comes at the end."""
+    problems = Problems()
+    for _where, e in checked_rows(rows, limit, problems):
+        yield e
     if problems:
         raise RegistryError(problems.lines())

@@ -12,7 +12,6 @@ import ctypes
 import ctypes.util
 import os
 import time
-from datetime import datetime, timezone
 
 __all__ = ["utc_now_iso", "clock_synced", "monotonic"]
 
@@ -25,10 +24,18 @@ _TIMESYNC_FLAG = "/run/systemd/timesync/synchronized"
 _CACHE_S = 5.0
 
 
+_second: list = [None, ""]   # the last whole second formatted, and its text
+
+
 def utc_now_iso() -> str:
-    """Current UTC time as ``2026-11-23T15:36:11.123Z`` (milliseconds, Z suffix)."""
-    now = datetime.now(timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    """Current UTC time as ``2026-11-23T15:36:11.123Z`` (milliseconds, Z suffix).
+
+    Called for every reading: the date and time are formatted once a second."""
+    t = time.time()
+    sec = int(t)
+    if sec != _second[0]:
+        _second[0], _second[1] = sec, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+    return f"{_second[1]}{int((t - sec) * 1000):03d}Z"
 
 
 class _Timeval(ctypes.Structure):

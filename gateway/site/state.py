@@ -1,4 +1,5 @@
-"""Small, human-readable gateway state (fault snapshots, cursors, card registry).
+"""Small, human-readable gateway state: each device's last values and active
+faults (state.json), for `edgegw status` with the daemon stopped.
 
 TinyDB keeps everything in one JSON file; its stock JSONStorage rewrites that
 file in place, so a power cut during a write leaves a torn file and the whole

@@ -64,8 +64,9 @@ _FLOAT_CODES = {"float32": "f", "float64": "d"}
 # inside each word applies.
 _STRING_ENDIAN = {"ABCD": ">", "CDAB": ">", "BADC": "<", "DCBA": "<"}
 _WIDTH: dict[str, int] = {t: n for t, n in TYPES.items() if n is not None}
-_INTFRAC_INT = ("uint16", "uint32", "int32")
-_INTFRAC_FRAC = ("uint16", "uint32")
+# intfrac: the types its integer and fraction parts may have
+INTFRAC_INT = ("uint16", "uint32", "int32")
+INTFRAC_FRAC = ("uint16", "uint32")
 
 _STRUCTS: dict[str, struct.Struct] = {}
 
@@ -177,10 +178,10 @@ def register_count(field: Field) -> int:
             raise _field_error(field, "type string needs count")
         c = field.count
     elif t == "intfrac":
-        if field.int_type not in _INTFRAC_INT:
-            raise _field_error(field, f"int_type must be one of {_INTFRAC_INT}, got {field.int_type!r}")
-        if field.frac_type not in _INTFRAC_FRAC:
-            raise _field_error(field, f"frac_type must be one of {_INTFRAC_FRAC}, got {field.frac_type!r}")
+        if field.int_type not in INTFRAC_INT:
+            raise _field_error(field, f"int_type must be one of {INTFRAC_INT}, got {field.int_type!r}")
+        if field.frac_type not in INTFRAC_FRAC:
+            raise _field_error(field, f"frac_type must be one of {INTFRAC_FRAC}, got {field.frac_type!r}")
         return _WIDTH[field.int_type] + _WIDTH[field.frac_type]
     else:
         raise _field_error(field, f"unknown type {t!r}")

@@ -51,11 +51,12 @@ from .types import (
     leaves,
     number_text,
     trigger_text,
+    value_kind,
 )
 
 __all__ = [
     "CLEARED_BY", "COMBINERS", "COMMON_PARAMS", "KINDS", "LIMIT_KEYS", "PARAM_HINTS", "PARAM_TYPES",
     "RULE_KEYS", "SEVERITIES", "BrokenFile", "Catalogue", "Fault", "Model", "ModelError", "Param", "Source",
     "Text", "check_file", "clear_cache", "declared_params", "default_directory", "leaves", "load_catalogue",
-    "load_model", "load_models", "number_text", "param_users", "trigger_text", "validate_all",
+    "load_model", "load_models", "number_text", "param_users", "trigger_text", "validate_all", "value_kind",
 ]

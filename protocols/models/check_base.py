@@ -53,6 +53,23 @@ class CheckBase:
             return None
         return v
 
+    def quantity_name(self, key: str, table: dict, examples: str) -> str | None:
+        """The entry's ``name``, which must read quantity[_unit]."""
+        name = self.string(key, table, "name")
+        if name is not None and not NAME.match(name):
+            self.add(f"{key}.name", f"{q(name)} is not quantity[_unit] "
+                     f"(lower case, digits and _, e.g. {examples})")
+        return name
+
+    def first_of_name(self, key: str, table: dict, seen: dict[str, str]) -> bool:
+        """False, with the problem recorded, when an earlier entry of the same
+        array (``seen``: name -> its key) already has this entry's name."""
+        name = table.get("name")
+        if isinstance(name, str) and name in seen:
+            self.add(f"{key}.name", f"{q(name)} is already {seen[name]}")
+            return False
+        return True
+
     def boolean(self, key: str, table: dict, name: str) -> bool | None:
         if name not in table:
             self.add(f"{key}.{name}", "missing")

@@ -42,11 +42,10 @@ class ParamChecks(CheckBase):
             key = f"param[{i}]"
             p = self.param(key, t)
             name = t.get("name")
+            if not self.first_of_name(key, t, seen):
+                ok = False
+                continue
             if isinstance(name, str) and name:
-                if name in seen:
-                    self.add(f"{key}.name", f"{q(name)} is already {seen[name]}")
-                    ok = False
-                    continue
                 if name in COMMON_NAMES:
                     self.add(f"{key}.name", f"{q(name)} is a param every device takes "
                              f"({', '.join(sorted(COMMON_NAMES))}); a model cannot declare it")
@@ -64,10 +63,7 @@ class ParamChecks(CheckBase):
     def param(self, key: str, t: dict) -> Param | None:
         before = len(self.problems)
         self.unknown(key, t, PARAM_KEYS)
-        name = self.string(key, t, "name")
-        if name is not None and not NAME.match(name):
-            self.add(f"{key}.name", f"{q(name)} is not quantity[_unit] "
-                     "(lower case, digits and _, e.g. max_flow_m3h, low_battery_V)")
+        name = self.quantity_name(key, t, "max_flow_m3h, low_battery_V")
         unit = t.get("unit")
         if "unit" not in t:
             self.add(f"{key}.unit", 'missing ("" for a count)')

@@ -5,14 +5,12 @@ import dataclasses
 import re
 from typing import Any
 
-from protocols.modbus.types import FUNCTIONS, ORDERS, TYPES, Field, register_count
+from protocols.modbus.types import FUNCTIONS, INTFRAC_FRAC, INTFRAC_INT, ORDERS, TYPES, Field, register_count
 
-from .check_base import NAME, CheckBase, is_int, is_num, q
+from .check_base import CheckBase, is_int, is_num, q
 
 MODEL_KEYS = ("id", "name_en", "name_zh", "family", "max_registers_per_read", "identify")
 _FIELD_ATTRS = tuple(f.name for f in dataclasses.fields(Field))
-_INTFRAC_INT = ("uint16", "uint32", "int32")
-_INTFRAC_FRAC = ("uint16", "uint32")
 _ID = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
 _FAMILY = re.compile(r"[a-z][a-z0-9_]*\Z")
 
@@ -90,11 +88,10 @@ class RegisterChecks(CheckBase):
             key = f"register[{i}]"
             f = self.register(key, r)
             name = r.get("name")
+            if not self.first_of_name(key, r, keys):
+                ok = False
+                continue
             if isinstance(name, str) and name:
-                if name in keys:
-                    self.add(f"{key}.name", f"{q(name)} is already {keys[name]}")
-                    ok = False
-                    continue
                 keys[name] = key
                 self.names.add(name)
             if f is None:
@@ -114,10 +111,7 @@ class RegisterChecks(CheckBase):
         before = len(self.problems)
         self.unknown(key, r, _FIELD_ATTRS)
         kw: dict[str, Any] = {}
-        name = self.string(key, r, "name")
-        if name is not None and not NAME.match(name):
-            self.add(f"{key}.name", f"{q(name)} is not quantity[_unit] "
-                     "(lower case, digits and _, e.g. flow_m3h, battery_V)")
+        name = self.quantity_name(key, r, "flow_m3h, battery_V")
         kw["name"] = name
         if "address" not in r:
             self.add(f"{key}.address", "missing")
@@ -170,7 +164,7 @@ class RegisterChecks(CheckBase):
                 kw["bit"] = r["bit"]
         elif "bit" in r:
             self.add(f"{key}.bit", f"only for type bit, not {typ}")
-        for part, allowed in (("int_type", _INTFRAC_INT), ("frac_type", _INTFRAC_FRAC)):
+        for part, allowed in (("int_type", INTFRAC_INT), ("frac_type", INTFRAC_FRAC)):
             if part in r:
                 if typ != "intfrac":
                     self.add(f"{key}.{part}", f"only for type intfrac, not {typ}")

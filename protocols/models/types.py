@@ -2,6 +2,8 @@
 format allows, and two readers of a trigger (leaves, trigger_text)."""
 from __future__ import annotations
 
+import datetime as _dt
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -104,7 +106,7 @@ class Param:
         integer = self.type == "integer"
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or (integer and not isinstance(value, int)):
-            return f"expected {'an integer' if integer else 'a number'}, got {_kind(value)}"
+            return f"expected {'an integer' if integer else 'a number'}, got {value_kind(value)}"
         if not math.isfinite(value):
             return f"{value!r} is not a finite number"
         if not self.min <= value <= self.max:
@@ -112,8 +114,9 @@ class Param:
         return None
 
 
-def _kind(v: Any) -> str:
-    # worded as the site config's checker words it (gateway/site/config/checker.py)
+def value_kind(v: Any) -> str:
+    """What a TOML value is, for a problem line ("got string \"3\""): the one
+    wording the model checker and the site config checker share."""
     if isinstance(v, bool):
         return f"boolean {'true' if v else 'false'}"
     if isinstance(v, int):
@@ -121,11 +124,13 @@ def _kind(v: Any) -> str:
     if isinstance(v, float):
         return f"float {v!r}"
     if isinstance(v, str):
-        return f'string "{v}"'
+        return f"string {json.dumps(v, ensure_ascii=False)}"
     if isinstance(v, dict):
         return "table"
     if isinstance(v, list):
         return "array"
+    if isinstance(v, (_dt.datetime, _dt.date, _dt.time)):
+        return f"date/time {v.isoformat()}"
     return type(v).__name__
 
 

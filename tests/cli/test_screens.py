@@ -191,7 +191,7 @@ def test_faults_screen_puts_overdue_first_and_says_by_how_long(lang):
 @pytest.mark.parametrize("name", [
     "status_screen.en.txt", "status_screen.zh.txt", "status_screen_stopped.en.txt",
     "status_screen_stopped.zh.txt", "status_device.en.txt", "status_device.zh.txt", "status_all.en.txt",
-    "visit_m-01.en.txt", "visit_c-01.zh.txt",
+    "visit_m-01.en.txt", "visit_c-01.zh.txt", "diag.en.txt", "diag.zh.txt", "explain.en.txt", "explain.zh.txt",
 ])
 def test_docs_cli_prints_the_screens_as_they_are(name):
     doc = (GOLDEN.parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")

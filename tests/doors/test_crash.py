@@ -85,7 +85,7 @@ rt = make_runtime(DeviceCfg(name="door-c", bus="doors", unit=9, model=model.id,
 poller = rt.custom = site.poller(rt)
 caught = 0
 
-async def sink(d, reading):
+def sink(d, reading):
     global caught
     while True:
         batch = ob.next_batch(50)

@@ -113,6 +113,32 @@ def outbox_health(cfg: Path) -> tuple[str | None, int | None]:
     return ob.get("health"), ob.get("backlog_msgs")
 
 
+def stop_all(gw, sim, sub, uplink, broker, fs: Tmpfs) -> None:
+    """Whatever of the rig was started, stopped; the tmpfs unmounted."""
+    stop_proc(gw)
+    stop_proc(sim)
+    if sub is not None:
+        sub.close()
+    if uplink is not None:
+        uplink.down()
+    if broker is not None:
+        broker.stop()
+    fs.umount()
+
+
+def edges(work: Path, sub) -> tuple[str, list[tuple[str, str, str]], list[dict]]:
+    """The gateway's log, the fault edges it logged as produced, and the
+    fault events the subscriber received (duplicates included)."""
+    log = (work / "gateway.log").read_text()
+    return log, EDGE.findall(log), [b for b in sub.select("/event") if b.get("type") == "fault"]
+
+
+def seq_holes(sub) -> list[int]:
+    """Seqs missing between the lowest and the highest delivered."""
+    seqs = sorted({b["seq"] for b in sub.select() if b.get("seq") is not None})
+    return sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs)) if seqs else []
+
+
 def ts_of(body: dict) -> float:
     return datetime.fromisoformat(body["ts"].replace("Z", "+00:00")).timestamp()
 
@@ -167,19 +193,9 @@ def test_full_disk_drains_everything_in_order_and_recovers(tmp_path):
         assert stop_proc(gw) == 0
         gw = None
     finally:
-        stop_proc(gw)
-        stop_proc(sim)
-        if sub is not None:
-            sub.close()
-        if uplink is not None:
-            uplink.down()
-        if broker is not None:
-            broker.stop()
-        fs.umount()
+        stop_all(gw, sim, sub, uplink, broker, fs)
 
-    log = (tmp_path / "gateway.log").read_text()
-    produced = EDGE.findall(log)
-    events = [b for b in sub.select("/event") if b.get("type") == "fault"]
+    log, produced, events = edges(tmp_path, sub)
     # a seq always names one message: a duplicate is recognisable by seq alone
     by_seq: dict[int, dict] = {}
     for b in events:
@@ -212,8 +228,7 @@ def test_full_disk_drains_everything_in_order_and_recovers(tmp_path):
         assert ts_of(b) > latest - 1.0, f"{b['device']} {b['state']} at {b['ts']} arrived after a later edge"
         latest = max(latest, ts_of(b))
     # Nothing lost after it was sent: the seqs of everything delivered have no hole.
-    seqs = sorted({b["seq"] for b in sub.select() if b.get("seq") is not None})
-    holes = sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
+    holes = seq_holes(sub)
     assert not holes, f"seq holes: {holes[:20]}"
     # One clear warning about state.json, not a traceback every 5 s.
     assert "Traceback" not in log, log[log.index("Traceback") - 300:][:3000]

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from gateway.deliver.outbox import Message, Outbox, Priority
+from tests.support import free_port
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -111,12 +112,6 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path):
 
 
 # ------------------------------------------------------------ real broker
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Broker:

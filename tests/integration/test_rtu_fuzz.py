@@ -54,7 +54,7 @@ class Rig:
                      parity="N", stopbits=1, bytesize=8, timeout_s=TIMEOUT_S, retries=0, gap=0,
                      max_registers=125, backoff_max_s=1.0)
 
-        async def sink(_d, _r):
+        def sink(_d, _r):
             pass
         self.bus = Bus(cfg, [], sink)
         self.escaped: list[dict] = []

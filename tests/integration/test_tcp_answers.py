@@ -64,7 +64,7 @@ def rig():
                  stopbits=1, bytesize=8, timeout_s=0.15, retries=0, gap=0, max_registers=125,
                  backoff_max_s=1.0)
 
-    async def sink(_d, _r):
+    def sink(_d, _r):
         pass
     bus = Bus(cfg, [], sink)
     escaped: list = []

@@ -13,6 +13,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.deploy.brokers import make_pki as shared_make_pki
 from tests.support import (Broker, Subscriber, free_port, gateway_config, mosquitto_exe, start_gateway,
                            start_sim, stop_proc, wait_until)
 
@@ -38,21 +39,11 @@ AS_ME = "user root\n" if os.geteuid() == 0 else ""
 DEVICES = [{"name": "fm-01", "bus": "rs485-1", "unit": 1, "model": "turbine-evc"}]
 
 
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 def make_pki(d):
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-            "-days", "30", "-subj", "/CN=edgegw test CA", cwd=d)
-    for name, cn in (("server", "127.0.0.1"), ("client", "t1")):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                "-subj", f"/CN={cn}", cwd=d)
-        (d / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1\n" if name == "server" else "")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", f"{name}.crt", "-days", "30", "-extfile", f"{name}.ext", cwd=d)
+    shared_make_pki(d)
     for f in d.glob("*.key"):
         os.chmod(f, 0o644)  # mosquitto drops privileges; test-only keys
+    os.chmod(d / "client.key", 0o600)   # the gateway's own key: its owner's alone (config check)
 
 
 def test_tls_client_certificate_and_password(tmp_path):

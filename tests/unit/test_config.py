@@ -420,7 +420,8 @@ def test_docs_mention_every_key():
         assert f"`{key}`" in text, key
     # the complete example really is complete
     assert set(doc) == {"gateway", "mqtt", "outbox", "bus", "device"}
-    assert set(doc["gateway"]) == {"id", "site", "state_dir", "language", "log_level", "models_dir"}
+    assert set(doc["gateway"]) == {"id", "site", "state_dir", "language", "log_level", "models_dir",
+                                   "fault_history_days"}
     assert set(doc["mqtt"]) == {"host", "port", "client_id", "topic_prefix", "keepalive", "qos",
                                 "credentials_file", "tls"}
     assert set(doc["outbox"]) == set(cfgmod.DEFAULTS["outbox"])
@@ -552,3 +553,38 @@ def test_a_huge_credentials_file_is_refused_unread(tmp_path):
         f.truncate(1 << 30)
     assert check_config(p) == [
         f"mqtt.credentials_file: {cred} is {1 << 30} bytes; expected 2 short lines (user name, password)"]
+
+
+def test_a_tls_client_key_readable_by_others_is_refused(tmp_path):
+    for name in ("ca.pem", "client.pem", "client.key"):
+        (tmp_path / name).write_text("x\n")
+    (tmp_path / "client.key").chmod(0o640)
+    p = _write(tmp_path, '[gateway]\nid = "g"\n[mqtt.tls]\nca_file = "ca.pem"\ncert_file = "client.pem"\n'
+                         'key_file = "client.key"\n')
+    key = tmp_path / "client.key"
+    assert check_config(p) == [f"mqtt.tls.key_file: {key} is readable by its group (run: chmod 600 {key})"]
+    key.chmod(0o600)
+    assert check_config(p) == []
+
+
+def test_device_names_that_are_the_gateways_own_topics_are_refused(tmp_path):
+    p = _write(tmp_path, '[gateway]\nid = "g"\n[[bus]]\nname = "b"\nport = "/dev/ttyUSB0"\n'
+                         '[[device]]\nname = "cmd"\nbus = "b"\nunit = 1\nmodel = "turbine-evc"\n'
+                         '[[device]]\nname = "config"\nbus = "b"\nunit = 2\nmodel = "turbine-evc"\n')
+    assert check_config(p) == [
+        'device[0].name: "cmd" is reserved: the gateway\'s own topics <prefix>/<gateway>/cmd/... are under that name',
+        'device[1].name: "config" is reserved: the gateway\'s own topics <prefix>/<gateway>/config/... '
+        'are under that name',
+    ]
+
+
+def test_a_discovery_prefix_the_daemon_would_refuse_is_a_problem(tmp_path):
+    """What the config check accepts, the daemon must be able to announce: a
+    prefix over 200 bytes made Home Assistant discovery raise at start."""
+    long_prefix = "ha/" + "x" * 200
+    p = _write(tmp_path, f'[gateway]\nid = "gw-1"\n[homeassistant]\nenabled = true\n'
+                         f'discovery_prefix = "{long_prefix}"\n')
+    assert [x for x in check_config(p) if x.startswith("homeassistant.discovery_prefix")]
+    ok = _write(tmp_path, '[gateway]\nid = "gw-1"\n[homeassistant]\nenabled = true\n'
+                          'discovery_prefix = "homeassistant"\n', "ok.toml")
+    assert check_config(ok) == []

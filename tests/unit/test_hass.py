@@ -27,6 +27,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.deliver import hass, payloads
+from gateway.deliver.outbox import Outbox
 from protocols.models import load_models
 from tests.support import Broker, wait_until
 
@@ -295,7 +296,7 @@ def test_units_and_classes_of_the_contract_keys():
 # --------------------------------------------------------------------------- ids
 
 _device_names = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True)
-_value_keys = st.from_regex(hass._VALUE, fullmatch=True)
+_value_keys = st.from_regex(hass.VALUE_NAME, fullmatch=True)
 
 
 @given(st.tuples(_device_names, st.one_of(_value_keys, st.text(min_size=1).map(hass._fault_part))),
@@ -551,3 +552,17 @@ def test_through_mosquitto_as_home_assistant_sees_it(tmp_path):
         pub.loop_stop()
         pub.disconnect()
         broker.stop()
+
+
+def test_the_store_sensor_knows_every_health_the_status_reports(tmp_path):
+    """An enum sensor given a value outside its options is an error in Home
+    Assistant: a store running in RAM (state folder unwritable) says
+    "ram_only", and a full disk "disk_full"."""
+    options = next(c for t, c in hass.discovery(BASE, GW, PREFIX, [_device("fm-01", "turbine-evc")])
+                   if t.endswith("/gateway_store_health/config"))["options"]
+    ob = Outbox.in_ram("the state folder is read-only")
+    try:
+        assert ob.stats()["health"] in options
+    finally:
+        ob.close()
+    assert {"ok", "disk_full", "read_only", "io_error", "corrupt"} <= set(options)

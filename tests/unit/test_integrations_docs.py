@@ -29,7 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.deliver import hass
 from protocols.models import load_models
-from tests.support import Broker, mosquitto_exe, wait_until
+from tests.support import Broker, _can_connect, mosquitto_exe, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "integrations.md").read_text(encoding="utf-8")
@@ -265,15 +265,6 @@ def test_acl_lines_let_each_gateway_write_only_its_own_configs(tmp_path):
             c.loop_stop()
             c.disconnect()
         broker.stop()
-
-
-def _can_connect(port: int) -> bool:
-    import socket
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 def _client(port: int, user: str, on_message=None):

@@ -6,8 +6,9 @@ import ipaddress
 import re
 
 from protocols.models import PARAM_HINTS, Catalogue, declared_params
+from protocols.models.types import value_kind
 
-from .checker import BAD, BaseChecker, Check, kind, q
+from .checker import BAD, BaseChecker, Check, q
 from .types import (
     BAUDRATES,
     DEFAULTS,
@@ -33,6 +34,11 @@ def raw_names(entries) -> list[str]:
         if isinstance(e, dict) and isinstance(e.get("name"), str) and e["name"] not in names:
             names.append(e["name"])
     return names
+
+
+# A device name is a topic level beside the gateway's own: commands
+# (cmd/<name>) and the card registry (config/cards).
+RESERVED_DEVICE_NAMES = ("cmd", "config")
 
 
 class BusSections(BaseChecker):
@@ -97,9 +103,13 @@ class BusSections(BaseChecker):
             **{k: got.get(k, d[k]) for k in d},
         )
 
-    def unique_name(self, kp, v, seen: dict[str, int]):
+    def unique_name(self, kp, v, seen: dict[str, int], reserved: tuple[str, ...] = ()):
         s = self.string(kp, v, pattern=NAME_RE, pattern_text=NAME_TEXT)
         if s is BAD:
+            return BAD
+        if s in reserved:
+            self.add(kp, f"{q(s)} is reserved: the gateway's own topics <prefix>/<gateway>/{s}/... "
+                         f"are under that name")
             return BAD
         if s in seen:
             self.add(kp, f"{q(s)} is used twice")
@@ -168,7 +178,7 @@ class BusSections(BaseChecker):
         if data is None:
             return None
         spec = {
-            "name": lambda k, x: self.unique_name(k, x, self.seen_device_names),
+            "name": lambda k, x: self.unique_name(k, x, self.seen_device_names, RESERVED_DEVICE_NAMES),
             "bus": self.device_bus,
             "unit": lambda k, x: self.integer(k, x, 1, 247),
             "model": self.model,
@@ -297,7 +307,7 @@ class BusSections(BaseChecker):
                 if isinstance(value, (bool, int, float, str)):
                     out[key] = value
                     continue
-                self.add(k, f"expected a number, string or boolean, got {kind(value)}")
+                self.add(k, f"expected a number, string or boolean, got {value_kind(value)}")
             elif key not in declared:
                 self.unknown_param(k, key, model, declared)
             elif (why := declared[key].problem(value)) is not None:

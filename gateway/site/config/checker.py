@@ -7,7 +7,6 @@ so a key or value cannot break the list or the terminal. A check that
 raises what nobody foresaw becomes a problem of its key, never a traceback."""
 from __future__ import annotations
 
-import datetime as _dt
 import difflib
 import json
 import logging
@@ -17,6 +16,8 @@ import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Iterable
+
+from protocols.models.types import value_kind
 
 BAD = object()   # a value that failed its check; its problem is already recorded
 MAX_FILE_LINE = 64 * 1024   # bytes read of a file named by a key that holds a line or two
@@ -58,24 +59,6 @@ def num(x) -> str:
     return repr(x)
 
 
-def kind(v: Any) -> str:
-    if isinstance(v, bool):
-        return f"boolean {'true' if v else 'false'}"
-    if isinstance(v, int):
-        return f"integer {v}"
-    if isinstance(v, float):
-        return f"float {v!r}"
-    if isinstance(v, str):
-        return f"string {q(v)}"
-    if isinstance(v, dict):
-        return "table"
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, (_dt.datetime, _dt.date, _dt.time)):
-        return f"date/time {v.isoformat()}"
-    return type(v).__name__
-
-
 Check = Callable[[str, Any], Any]
 
 
@@ -96,7 +79,7 @@ class BaseChecker:
 
     def string(self, kp, v, *, choices=None, pattern=None, pattern_text="", empty_ok=False):
         if not isinstance(v, str):
-            self.add(kp, f"expected a string, got {kind(v)}")
+            self.add(kp, f"expected a string, got {value_kind(v)}")
             return BAD
         if choices is not None and v not in choices:
             self.add(kp, f"{q(v)} must be one of {', '.join(choices)}")
@@ -111,7 +94,7 @@ class BaseChecker:
 
     def integer(self, kp, v, lo=None, hi=None, choices=None):
         if isinstance(v, bool) or not isinstance(v, int):
-            self.add(kp, f"expected an integer, got {kind(v)}")
+            self.add(kp, f"expected an integer, got {value_kind(v)}")
             return BAD
         if choices is not None and v not in choices:
             self.add(kp, f"{v} must be one of {', '.join(map(str, choices))}")
@@ -126,7 +109,7 @@ class BaseChecker:
 
     def number(self, kp, v, lo=None, hi=None, above=None):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            self.add(kp, f"expected a number, got {kind(v)}")
+            self.add(kp, f"expected a number, got {value_kind(v)}")
             return BAD
         if not math.isfinite(v):
             self.add(kp, f"{v!r} is not a finite number")
@@ -141,13 +124,13 @@ class BaseChecker:
 
     def boolean(self, kp, v):
         if not isinstance(v, bool):
-            self.add(kp, f"expected true or false, got {kind(v)}")
+            self.add(kp, f"expected true or false, got {value_kind(v)}")
             return BAD
         return v
 
     def table(self, kp, v) -> dict | None:
         if not isinstance(v, dict):
-            self.add(kp, f"expected a table, got {kind(v)}")
+            self.add(kp, f"expected a table, got {value_kind(v)}")
             return None
         return v
 
@@ -230,7 +213,7 @@ class BaseChecker:
             self.add(kp, f"expected an array of tables ([[{kp}]]), got a single table ([{kp}])")
             return None
         if not isinstance(v, list):
-            self.add(kp, f"expected an array of tables ([[{kp}]]), got {kind(v)}")
+            self.add(kp, f"expected an array of tables ([[{kp}]]), got {value_kind(v)}")
             return None
         return v
 

@@ -7,6 +7,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from protocols.models.types import SEVERITIES
+
 from .buses import BusSections, raw_names
 from .checker import BAD, MAX_FILE_LINE, key_path, q
 from .doors import DoorSection
@@ -16,7 +18,6 @@ from .types import (
     NAME_RE,
     NAME_TEXT,
     RESPOND_MAX_H,
-    SEVERITIES,
     Config,
     GatewayCfg,
     HomeAssistantCfg,
@@ -24,6 +25,7 @@ from .types import (
     OutboxCfg,
     ServiceCfg,
     TlsCfg,
+    check_discovery_prefix,
 )
 
 # Keys that people try in the wrong place get a pointer instead of a guess.
@@ -116,11 +118,23 @@ class Checker(BusSections, DoorSection):
         if data is None:
             return None
         spec = {"enabled": self.boolean,
-                "discovery_prefix": lambda k, x: self.topic_prefix(k, x)}
+                "discovery_prefix": self.discovery_prefix}
         got = self.fields(data, kp, spec)
         d = DEFAULTS["homeassistant"]
         return HomeAssistantCfg(enabled=got.get("enabled", d["enabled"]),
                                 discovery_prefix=got.get("discovery_prefix", d["discovery_prefix"]))
+
+    def discovery_prefix(self, kp, v):
+        # A topic prefix (worded as topic_prefix's problems), and whatever
+        # else Home Assistant's discovery topics need (its length).
+        s = self.topic_prefix(kp, v)
+        if s is BAD:
+            return BAD
+        why = check_discovery_prefix(s)
+        if why is not None:
+            self.add(kp, f"{q(s) if len(s) <= 80 else q(s[:80]) + '...'}: {why}")
+            return BAD
+        return s
 
     def _door_key_mode(self, _kp, args) -> None:
         try:
@@ -241,20 +255,30 @@ class Checker(BusSections, DoorSection):
             return s
         return BAD
 
+    def owner_only(self, kp, p, st) -> bool:
+        """A secret (the broker password, a TLS client key) readable by its
+        owner only. The edgegw group is the field engineers' (it opens the
+        control socket), so a group-readable secret is theirs too."""
+        if st.st_mode & stat.S_IROTH:
+            self.add(kp, f"{p} is readable by everyone (run: chmod 600 {p})")
+            return False
+        if st.st_mode & stat.S_IRGRP:
+            self.add(kp, f"{p} is readable by its group (run: chmod 600 {p})")
+            return False
+        return True
+
+    def secret_file(self, kp, v):
+        p = self.existing_file(kp, v)
+        if p is BAD or not self.owner_only(kp, p, p.stat()):
+            return BAD
+        return p
+
     def credentials(self, kp, v):
         p = self.existing_file(kp, v)
         if p is BAD:
             return BAD
-        bad = False
         st = p.stat()
-        # The edgegw group is the field engineers' (it opens the control
-        # socket), so a group-readable password is theirs too.
-        if st.st_mode & stat.S_IROTH:
-            self.add(kp, f"{p} is readable by everyone (run: chmod 600 {p})")
-            bad = True
-        elif st.st_mode & stat.S_IRGRP:
-            self.add(kp, f"{p} is readable by its group (run: chmod 600 {p})")
-            bad = True
+        bad = not self.owner_only(kp, p, st)
         if st.st_size > MAX_FILE_LINE:
             self.add(kp, f"{p} is {st.st_size} bytes; expected 2 short lines (user name, password)")
             return BAD
@@ -286,7 +310,7 @@ class Checker(BusSections, DoorSection):
         spec = {
             "ca_file": self.existing_file,
             "cert_file": self.existing_file,
-            "key_file": self.existing_file,
+            "key_file": self.secret_file,
             "insecure": self.boolean,
         }
         got = self.fields(data, kp, spec, required=("ca_file",))

@@ -103,7 +103,6 @@ class ServiceCfg:
 # manager on site within 24 h of a quality complaint, a repair answer within
 # 72 h. The gateway's default reading of them: critical (gas safety, no gas)
 # 1 h, major 24 h, minor 72 h, info none.
-SEVERITIES = ("critical", "major", "minor", "info")
 RESPOND_MAX_H = 8760   # a year: beyond that it is no promise at all
 
 
@@ -153,3 +152,25 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "homeassistant": {"enabled": False, "discovery_prefix": "homeassistant"},
     "service": {"respond_within_h": {"critical": 1, "major": 24, "minor": 72, "info": 0}},
 }
+
+
+# Home Assistant's discovery topics start with it (docs/integrations.md);
+# the config check and gateway/deliver/hass.py apply the same rule.
+DISCOVERY_PREFIX_MAX_BYTES = 200
+
+
+def check_discovery_prefix(prefix: Any) -> str | None:
+    """Why ``prefix`` cannot be a discovery prefix, or None when it can."""
+    if not isinstance(prefix, str) or not prefix:
+        return "must be a non-empty string"
+    if "+" in prefix or "#" in prefix:
+        return "must not contain + or #"
+    if prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
+        return "no leading or trailing /, no empty level (//)"
+    if prefix.startswith("$"):
+        return "must not start with $ (broker topics)"
+    if "\x00" in prefix:
+        return "must not contain a NUL character"
+    if len(prefix.encode()) > DISCOVERY_PREFIX_MAX_BYTES:
+        return f"{len(prefix.encode())} bytes, more than {DISCOVERY_PREFIX_MAX_BYTES}"
+    return None
