@@ -61,7 +61,7 @@ def test_a_flapping_broker_loses_nothing(tmp_path):
     sim, where = start_sim(tmp_path, scenario(free_port(), run_s + 10))
     devices = [{"name": f"fm-{u:02d}", "bus": "tcp-1", "unit": u, "model": "turbine-evc", "poll_s": 0.25}
                for u in range(1, N + 1)]
-    devices[-1]["params"] = {"flap_count": 100000}
+    devices[-1]["params"] = {"flap_count": 1000, "flap_window_s": 60}
     cfg = gateway_config(tmp_path, uplink.port, where["buses"], devices, timeout_s=0.5)
     fig = Figures("broker flaps (uplink cut/stalled)")
     rng = random.Random(4)

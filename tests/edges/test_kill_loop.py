@@ -77,7 +77,7 @@ def test_restart_storm_loses_no_debounce_progress_and_no_door_record(tmp_path):
     sim, where = start_sim(tmp_path, text)
     t_sim = time.monotonic()
     devices = [{"name": n, "bus": "meters", "unit": u, "model": "turbine-evc", "poll_s": 1.0,
-                "params": {"flap_count": 100000}} for u, n in enumerate(METERS, start=1)]
+                "params": {"flap_count": 1000, "flap_window_s": 60}} for u, n in enumerate(METERS, start=1)]
     devices.append({"name": "door-k", "bus": "doors", "unit": 9, "model": "door-controller", "poll_s": 0.3})
     cfg = gateway_config(tmp_path, broker.port, where["buses"], devices, timeout_s=0.2)
     rng = random.Random(12)
