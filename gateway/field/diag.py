@@ -71,11 +71,14 @@ def bus_item(name: str, s: dict | None, offline: bool = False) -> dict:
         return item("bus", "fail", "dg.bus_down", lab, err=s.get("last_connect_error") or "-")
     req = s.get("requests") or 0
     level = "pass"
-    if req and (s.get("timeouts", 0) / req > 0.2 or s.get("crc_errors", 0) / req > 0.01):
+    # An answer to another request (wrong unit, function or length) is never
+    # line noise: two devices on one address, or a slave that lies. Any at all
+    # is worth a look, unlike the odd timeout or CRC error.
+    if req and (s.get("timeouts", 0) / req > 0.2 or s.get("crc_errors", 0) / req > 0.01 or s.get("mismatch", 0)):
         level = "warn"
     mean, p95 = s.get("response_ms_mean"), s.get("response_ms_p95")
     return item("bus", level, "dg.bus", lab, requests=req, timeouts=s.get("timeouts", 0),
-                crc=s.get("crc_errors", 0), exc=s.get("exceptions", 0),
+                crc=s.get("crc_errors", 0), mismatch=s.get("mismatch", 0), exc=s.get("exceptions", 0),
                 mean="-" if mean is None else mean, p95="-" if p95 is None else p95)
 
 

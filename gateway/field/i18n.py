@@ -267,8 +267,10 @@ S: dict[str, tuple[str, str]] = {
                    "{n} 条消息待发送（{size}），最早 {age}，已丢弃 {dropped}"),
     "dg.backlog_store": ("outbox store is {health}: {detail}", "本地缓存状态为 {health}：{detail}"),
     "dg.backlog_file": ("daemon not running; outbox file {size}", "守护进程未运行；缓存文件 {size}"),
-    "dg.bus": ("{requests} requests, {timeouts} timeouts, {crc} CRC errors, {exc} exceptions, mean {mean} ms, p95 {p95} ms",
-               "请求 {requests}，超时 {timeouts}，CRC错误 {crc}，异常响应 {exc}，平均 {mean} 毫秒，p95 {p95} 毫秒"),
+    "dg.bus": ("{requests} requests, {timeouts} timeouts, {crc} CRC errors, {mismatch} answers not to the request, "
+               "{exc} exceptions, mean {mean} ms, p95 {p95} ms",
+               "请求 {requests}，超时 {timeouts}，CRC错误 {crc}，应答与请求不符 {mismatch}，异常响应 {exc}，"
+               "平均 {mean} 毫秒，p95 {p95} 毫秒"),
     "dg.bus_down": ("cannot be opened: {err}", "无法打开：{err}"),
     "dg.bus_offline": ("no statistics: the daemon is not running", "无统计数据：守护进程未运行"),
     "dg.bus_idle": ("no statistics: no device is configured on this bus", "无统计数据：该总线未配置设备"),

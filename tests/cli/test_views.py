@@ -75,7 +75,7 @@ def _diag_fixture() -> dict:
         item("clock", "pass", "dg.clock_ok"),
         item("disk", "pass", "dg.disk", path="/var/lib/edgegw", free="5.1 GiB", total="14.6 GiB", pct=35.0),
         item("backlog", "pass", "dg.backlog", n=42, size="17.8 KiB", age_s=12.5, dropped=0),
-        item("bus", "warn", "dg.bus", {"bus": "rs485-1"}, requests=96210, timeouts=221, crc=1900, exc=0,
+        item("bus", "warn", "dg.bus", {"bus": "rs485-1"}, requests=96210, timeouts=221, crc=1900, mismatch=0, exc=0,
              mean=38.2, p95=61.0),
         item("device", "pass", "dg.dev_ok", {"device": "fm-01"}),
         item("device", "fail", "dg.dev_down", {"device": "fm-02"}, err="timeout", ts="2026-11-23T08:29:59.300Z"),
