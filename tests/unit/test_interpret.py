@@ -459,3 +459,36 @@ def test_every_packaged_model_compiles_and_survives_silence(model_id):
         f.fail()
     codes = {f.code for f in m.faults}
     assert set(f.interp.active()) <= codes
+
+
+class TestSharedTests:
+    """Devices of one model with the same params share the compiled test of a
+    stateless fault (memory: 17 faults x 500 devices of closures); a stateful
+    rule keeps its own state per device whatever the params."""
+
+    NO_COUNT = fault("NO-COUNT", {"rule": "unchanged_days", "field": "volume_m3", "when_field": "valve_state",
+                                  "equals": 0, "param": "no_count_days"})
+
+    def test_same_params_share_a_stateless_test_other_params_do_not(self):
+        a, b, c = make(max_flow_m3h=50.0), make(max_flow_m3h=50.0), make(max_flow_m3h=60.0)
+        assert a._by_code["FLOW-HIGH"].test is b._by_code["FLOW-HIGH"].test
+        assert a._by_code["FLOW-HIGH"].test is not c._by_code["FLOW-HIGH"].test
+        fa, fc = Feed(a), Feed(c)
+        assert ("FLOW-HIGH", "raised") in fa.ok(flow_m3h=55.0)
+        assert ("FLOW-HIGH", "raised") not in fc.ok(flow_m3h=55.0)
+
+    def test_a_stateful_rule_is_never_shared(self):
+        m = model("nc", self.NO_COUNT)
+        still, moving = make(m, no_count_days=1), make(m, no_count_days=1)
+        assert still._by_code["NO-COUNT"].test is not moving._by_code["NO-COUNT"].test
+        fs, fm = Feed(still, step_s=3600.0), Feed(moving, step_s=3600.0)
+        raised = {"still": False, "moving": False}
+        for hour in range(30):
+            raised["still"] |= ("NO-COUNT", "raised") in fs.ok(volume_m3=100.0, valve_state=0)
+            raised["moving"] |= ("NO-COUNT", "raised") in fm.ok(volume_m3=100.0 + hour, valve_state=0)
+        assert raised == {"still": True, "moving": False}
+
+    def test_unhashable_params_compile_per_device(self):
+        a, b = make(tags=["x"]), make(tags=["x"])
+        assert a._by_code["FLOW-HIGH"].test is not b._by_code["FLOW-HIGH"].test
+        assert ("FLOW-HIGH", "raised") in Feed(a).ok(flow_m3h=45.0)
