@@ -193,6 +193,7 @@ class Uplink:
         self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
+        self.relayed = 0         # connections carried to the broker: the gateway's (re)connects
         self.up()
 
     def up(self) -> None:
@@ -219,6 +220,7 @@ class Uplink:
                 continue
             with self._lock:
                 self._socks += [client, server]
+                self.relayed += 1
             for a, b, delay in ((client, server, 0.0), (server, client, self.delay_s)):
                 threading.Thread(target=self._pump, args=(a, b, delay), daemon=True).start()
 
