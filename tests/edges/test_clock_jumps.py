@@ -156,6 +156,7 @@ def test_wall_clock_jumps_miss_no_poll_purge_nothing_and_flag_time_honestly(tmp_
 
     # -- polls: none missed, none doubled -------------------------------------
     jumps, counts, slots, near, far = {}, {}, {}, {}, {}
+    late = max([b.get("buses", {}).get("rs485-1", {}).get("timeouts", 0) for b in sub.select("/t1/status")] + [0])
     for name in NAMES:
         tel = [b for t, b in sorted(led.by_seq.items()) if b[0].endswith(f"/{name}/telemetry")]
         ts = [epoch(b["ts"]) for _t, b in tel]
@@ -172,15 +173,18 @@ def test_wall_clock_jumps_miss_no_poll_purge_nothing_and_flag_time_honestly(tmp_
         # every answer the simulator gave this meter went into a committed reading
         # (the poll in progress at the stop was answered, never committed)
         assert set(answers[name]) == {"ok"}, answers[name]
-        assert reads[name] * len(ts) <= answers[name]["ok"] <= reads[name] * (len(ts) + 1), \
-            (name, answers[name], reads[name], len(ts))
+        # An answer that came after the bus gave up on it (timeout_s is 0.2 s:
+        # a loaded machine makes a few) is asked again: one reading, two
+        # answers. The bus counts those timeouts; nothing else may differ.
+        assert reads[name] * len(ts) <= answers[name]["ok"] <= reads[name] * (len(ts) + 1) + late, \
+            (name, answers[name], reads[name], len(ts), late)
     # -- nothing purged, store clock honest ------------------------------------
     # -- ts_synced: what the kernel says, not what the process reads -----------
     kernel_synced = clock._probe()[0]
     flags = {b.get("ts_synced") for _t, b in led.by_seq.values() if "ts_synced" in b}
     years = sorted({datetime.fromisoformat(b["ts"].replace("Z", "+00:00")).year
                     for _t, b in led.by_seq.values() if "ts" in b})
-    fig.notes.update(readings=counts, poll_slots=slots, reads_per_poll=reads, jumps_s=jumps[NAMES[0]],
+    fig.notes.update(readings=counts, bus_timeouts=late, poll_slots=slots, reads_per_poll=reads, jumps_s=jumps[NAMES[0]],
                      odd_steps_near_jumps=near, odd_steps_elsewhere=far,
                      held=seen, uplink_held_s=[round(d, 1) for d in down_s],
                      ts_years=years, ts_synced=sorted(flags), kernel_synced=kernel_synced)

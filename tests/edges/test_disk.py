@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.deliver.mqtt import BACKOFF_MAX_S
 from tests.edges.promise import (SOAK_S, Figures, FlakyUplink, Watch, account, count_wrong, delivered_edges,
                                  ledger, pinned_meter, settle, tracebacks)
 from tests.support import (ROOT, Broker, Subscriber, free_port, gateway_config, outbox_figures, start_gateway,
@@ -183,7 +184,9 @@ def run_rounds(tmp_path: Path, fs: Tmpfs, what: str) -> tuple[Figures, dict, lis
                 else:
                     t_window = time.monotonic()              # the stored backlog drains fast
                     uplink.up()                              # back over a full disk
-                    if not settle(lambda: field_status(cfg, "broker").get("connected"), 30, 0.5):
+                    # after a long cut the reconnect back-off has grown to its
+                    # cap (deliver/mqtt.py): the gateway may wait that long
+                    if not settle(lambda: field_status(cfg, "broker").get("connected"), BACKOFF_MAX_S + 15, 0.5):
                         problem = f"round {r}: not connected again over a full disk: {field_status(cfg, 'broker')}"
                     time.sleep(FULL_S / 2)
                     # The outbox must make progress on what it holds even now:
