@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tests.integration.test_lying_slave import PINNED, START
-from tests.support import Uplink, outbox_figures, proc_fds, proc_rss_kb
+from tests.support import Uplink, outbox_figures, proc_fds, proc_rss_kb, stop_proc
 
 SOAK_S = float(os.environ.get("EDGEGW_SOAK_S", "0") or 0)
 # Flat means not growing with time: what a long run may add over its warm-up
@@ -304,3 +304,15 @@ def settle(pred, timeout: float, interval: float = 0.1) -> bool:
             return True
         time.sleep(interval)
     return bool(pred())
+
+
+def tear_down(gw, sim, sub, broker, uplink: Uplink | None = None) -> None:
+    """A case's rig, stopped in the order that loses nothing the subscriber
+    should still count: the gateway, the simulator, the uplink, then the
+    subscriber and the broker."""
+    stop_proc(gw)
+    stop_proc(sim)
+    if uplink is not None:
+        uplink.down()
+    sub.close()
+    broker.stop()

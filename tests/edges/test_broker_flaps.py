@@ -23,7 +23,8 @@ from datetime import datetime, timezone
 import pytest
 
 from tests.edges.promise import (Figures, FlakyUplink, Watch, account, committed_polls, count_wrong,
-                                 debounce_edges, delivered_edges, duration, pinned_meter, settle, tracebacks)
+                                 debounce_edges, delivered_edges, duration, pinned_meter, settle, tear_down,
+                                 tracebacks)
 from tests.support import Broker, Subscriber, free_port, gateway_config, start_gateway, start_sim, stop_proc
 
 pytestmark = [pytest.mark.integration, pytest.mark.edges]
@@ -103,11 +104,7 @@ def test_a_flapping_broker_loses_nothing(tmp_path):
         fig.seconds = round(elapsed, 1)
         time.sleep(0.5)
     finally:
-        stop_proc(gw)
-        stop_proc(sim)
-        uplink.down()
-        sub.close()
-        broker.stop()
+        tear_down(gw, sim, sub, broker, uplink)
 
     led = account(fig, sub, "edgegw/t1/status", tmp_path / "state")
     fig.tracebacks = tracebacks(tmp_path / "gateway.log")

@@ -44,7 +44,7 @@ from gateway.site import clock
 from gateway.site.config import load_config
 from protocols.models import load_models
 from tests.edges.promise import (Figures, FlakyUplink, Watch, account, count_wrong, duration, pinned_meter,
-                                 tracebacks)
+                                 tear_down, tracebacks)
 from tests.integration.test_lying_slave import injected
 from tests.support import ROOT, Broker, Subscriber, gateway_config, start_gateway, start_sim, stop_proc
 
@@ -141,11 +141,7 @@ def test_wall_clock_jumps_miss_no_poll_purge_nothing_and_flag_time_honestly(tmp_
         fig.seconds = round(time.monotonic() - t0, 1)
         answers = injected((tmp_path / "sim.log").read_text())
     finally:
-        stop_proc(gw)
-        stop_proc(sim)
-        uplink.down()
-        sub.close()
-        broker.stop()
+        tear_down(gw, sim, sub, broker, uplink)
 
     led = account(fig, sub, "edgegw/t1/status", tmp_path / "state")
     fig.tracebacks = tracebacks(tmp_path / "gateway.log")

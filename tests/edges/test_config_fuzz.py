@@ -8,7 +8,6 @@ with the file's own name. Bounded: a few hundred examples in all."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 from pathlib import Path

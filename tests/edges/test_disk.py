@@ -35,7 +35,7 @@ import pytest
 
 from gateway.deliver.mqtt import BACKOFF_MAX_S
 from tests.edges.promise import (SOAK_S, Figures, FlakyUplink, Watch, account, count_wrong, delivered_edges,
-                                 ledger, pinned_meter, settle, tracebacks)
+                                 ledger, pinned_meter, settle, tear_down, tracebacks)
 from tests.support import (ROOT, Broker, Subscriber, free_port, gateway_config, outbox_figures, start_gateway,
                            start_sim, stop_proc)
 
@@ -112,6 +112,17 @@ def scenario(port: int, run_s: float) -> tuple[str, dict[str, list[str]]]:
     return "\n".join(out), edges
 
 
+def meters() -> list[dict]:
+    """The gateway's view of the scenario's meters; flap suppression out of
+    the togglers' way, so that every toggle is an edge to count."""
+    devices = [{"name": f"fm-{u:02d}", "bus": "tcp-1", "unit": u, "model": "turbine-evc", "poll_s": 0.25}
+               for u in range(1, N + 1)]
+    for d in devices:
+        if d["name"] in TOGGLERS:
+            d["params"] = {"flap_count": 1000, "flap_window_s": 60}
+    return devices
+
+
 def field_status(cfg: Path, part: str = "outbox") -> dict:
     """`edgegw status --json`: the daemon's own view, through its control socket
     (which lives in the state folder, so it must work on a failing disk too)."""
@@ -146,12 +157,7 @@ def run_rounds(tmp_path: Path, fs: Tmpfs, what: str) -> tuple[Figures, dict, lis
     text, _ = scenario(free_port(), run_s)
     t_sim = time.monotonic()        # before: the simulator's clock starts while it starts up
     sim, where = start_sim(tmp_path, text)
-    devices = [{"name": f"fm-{u:02d}", "bus": "tcp-1", "unit": u, "model": "turbine-evc", "poll_s": 0.25}
-               for u in range(1, N + 1)]
-    for d in devices:
-        if d["name"] in TOGGLERS:
-            d["params"] = {"flap_count": 1000, "flap_window_s": 60}
-    cfg = gateway_config(tmp_path, uplink.port, where["buses"], devices, timeout_s=0.5)
+    cfg = gateway_config(tmp_path, uplink.port, where["buses"], meters(), timeout_s=0.5)
     fig = Figures(what)
     seen: list[dict] = []
     problem = None
@@ -220,11 +226,7 @@ def run_rounds(tmp_path: Path, fs: Tmpfs, what: str) -> tuple[Figures, dict, lis
         fig.seconds = round(time.monotonic() - t_sim, 1)
         t_stop = time.monotonic() - t_sim
     finally:
-        stop_proc(gw)
-        stop_proc(sim)
-        uplink.down()
-        sub.close()
-        broker.stop()
+        tear_down(gw, sim, sub, broker, uplink)
     try:
         led = account(fig, sub, "edgegw/t1/status", state, allow_drops=("telemetry", "state"))
     except AssertionError as exc:
@@ -295,12 +297,7 @@ def test_read_only_state_folder_then_writable(tmp_path, state_tmpfs):
     text, _ = scenario(free_port(), max(40.0, SOAK_S) + 90)
     t_sim = time.monotonic()        # before: the simulator's clock starts while it starts up
     sim, where = start_sim(tmp_path, text)
-    devices = [{"name": f"fm-{u:02d}", "bus": "tcp-1", "unit": u, "model": "turbine-evc", "poll_s": 0.25}
-               for u in range(1, N + 1)]
-    for d in devices:
-        if d["name"] in TOGGLERS:
-            d["params"] = {"flap_count": 1000, "flap_window_s": 60}
-    cfg = gateway_config(tmp_path, uplink.port, where["buses"], devices, timeout_s=0.5)
+    cfg = gateway_config(tmp_path, uplink.port, where["buses"], meters(), timeout_s=0.5)
     fig = Figures("read-only state folder (tmpfs, at start)")
     statuses = lambda: [b for b in sub.select("/t1/status") if b.get("seq")]   # noqa: E731
     gw = start_gateway(cfg)
@@ -347,11 +344,7 @@ def test_read_only_state_folder_then_writable(tmp_path, state_tmpfs):
         fig.seconds = round(time.monotonic() - t_sim, 1)
         t_stop = time.monotonic() - t_sim
     finally:
-        stop_proc(gw)
-        stop_proc(sim)
-        uplink.down()
-        sub.close()
-        broker.stop()
+        tear_down(gw, sim, sub, broker, uplink)
 
     fig.crashes = sum(lives)
     fig.tracebacks = tracebacks(tmp_path / "gateway.log")

@@ -31,7 +31,7 @@ import time
 import pytest
 
 from tests.edges.promise import (Figures, Watch, account, committed_polls, count_wrong, debounce_edges,
-                                 delivered_edges, duration, pinned_meter, settle, tracebacks)
+                                 delivered_edges, duration, pinned_meter, settle, tear_down, tracebacks)
 from tests.support import (Broker, Subscriber, gateway_config, outbox_kv, start_gateway, start_sim,
                            stop_proc)
 
@@ -125,10 +125,7 @@ def test_restart_storm_loses_no_debounce_progress_and_no_door_record(tmp_path):
         watch.into(fig)
         fig.seconds = round(time.monotonic() - t_sim, 1)
     finally:
-        stop_proc(gw)
-        stop_proc(sim)
-        sub.close()
-        broker.stop()
+        tear_down(gw, sim, sub, broker)
 
     status_topic = "edgegw/t1/status"
     led = account(fig, sub, status_topic, tmp_path / "state")

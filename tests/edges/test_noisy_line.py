@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tests.edges.promise import Figures, Watch, account, duration, tracebacks
+from tests.edges.promise import Figures, Watch, account, duration, tear_down, tracebacks
 from tests.integration.test_lying_slave import PINNED, injected, wrong_values
 from tests.support import Broker, Subscriber, gateway_config, start_gateway, start_sim, stop_proc
 
@@ -74,10 +74,7 @@ def test_noisy_line_and_malicious_slave_keep_the_promise(tmp_path):
         bodies = sub.select("/telemetry")
         stopped = [b for b in sub.select("/t1/status") if b.get("online") is False and b.get("seq")]
     finally:
-        stop_proc(gw)
-        stop_proc(sim)
-        sub.close()
-        broker.stop()
+        tear_down(gw, sim, sub, broker)
 
     account(fig, sub, "edgegw/t1/status", tmp_path / "state")
     fig.tracebacks = tracebacks(tmp_path / "gateway.log")
