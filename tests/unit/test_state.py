@@ -40,6 +40,27 @@ def test_put_get_all_delete_and_reload(tmp_path):
     assert "张三" in text and "\n" in text
 
 
+def test_one_document_a_line_and_written_in_small_steps(tmp_path):
+    """state.json at 1,000 devices: the whole file in one json.dumps with
+    indent runs the pure-Python encoder for ~20 ms on the store's thread,
+    holding the GIL in long stretches the event loop waits behind (issue 13,
+    loop lag at 1,000 devices). One line per document, each encoded alone,
+    reads as well with `cat` and `grep`."""
+    p = tmp_path / "state.json"
+    s = StateStore(str(p))
+    docs = {f"m{i}": {"values": {"flow_m3h": i * 1.5, "name": "张三"}, "active": {}} for i in range(30)}
+    s.put_many("devices", docs)
+    s.put("cursors", "door-1", 4711)
+    s.close()
+    lines = p.read_text(encoding="utf-8").splitlines()
+    for name, doc in docs.items():
+        hits = [ln for ln in lines if f'"{name}"' in ln]
+        assert len(hits) == 1, hits
+        assert json.loads(hits[0].strip().rstrip(",").split(": ", 1)[1]) == {"key": name, "value": doc}
+    assert StateStore(str(p)).all("devices") == docs
+    assert StateStore(str(p)).get("cursors", "door-1") == 4711
+
+
 def test_file_mode_is_0600_even_if_it_was_wider(tmp_path):
     p = tmp_path / "state.json"
     s = StateStore(str(p))
