@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 60.0
 STATE_FLUSH_INTERVAL_S = 60.0
+PERSIST_CHUNK = 100
 SHUTDOWN_DRAIN_S = 3.0
 HOUSEKEEPING_S = 5.0
 STATE_REFRESH_S = 30.0
@@ -221,28 +222,29 @@ class Daemon:
         if self.control is not None:
             self.control.observe(d, reading, events)   # history file, live watchers
 
-    def _save_snapshots(self) -> None:
+    async def _persist(self) -> None:
+        """Interpreter snapshots that changed, and state.json (at most once a
+        minute: SD wear), PERSIST_CHUNK devices a loop turn: at 1,000 devices
+        one turn for all held the loop for ~15 ms. A chunk's snapshots are
+        handed over in the turn they are taken, so none lands after a newer
+        one from _sink. state.json is one atomic write, off the loop."""
         self.commit.flush()
-        kv = {}
-        for name, interp in self.interps.items():
-            snap = interp.snapshot()
-            if snap != self._snap_saved.get(name):
-                kv[f"interp/{name}"] = snap
-                self._snap_saved[name] = snap
-        if kv:
-            self.outbox.put([], kv=kv)
-
-    def _flush_state(self) -> None:
-        """Human-readable site state for the CLI, at most once a minute (SD wear):
-        one atomic write of state.json for all devices, on the store's thread,
-        and none when nothing changed."""
-        self.outbox.write_state("devices", {name: {
-            "values": payloads.published_values(d.model, d.last_values),
-            "last_good_ts": d.last_good_ts,
-            "available": d.available,
-            "last_error": d.last_error,
-            "active": self.interps[name].active(),
-        } for name, d in self.runtimes.items()})
+        names = list(self.runtimes)
+        docs = {}
+        for i in range(0, len(names), PERSIST_CHUNK):
+            kv = {}
+            for name in names[i:i + PERSIST_CHUNK]:
+                d, interp = self.runtimes[name], self.interps[name]
+                snap = interp.snapshot()
+                if snap != self._snap_saved.get(name):
+                    kv[f"interp/{name}"] = self._snap_saved[name] = snap
+                docs[name] = {"values": payloads.published_values(d.model, d.last_values),
+                              "last_good_ts": d.last_good_ts, "available": d.available,
+                              "last_error": d.last_error, "active": interp.active()}
+            if kv:
+                self.outbox.put([], kv=kv)
+            await asyncio.sleep(0)
+        self.outbox.write_state("devices", docs)
 
     # -- status ----------------------------------------------------------------
 
@@ -314,8 +316,7 @@ class Daemon:
                     await self.publish_status()
                 self.service.status(self.summary())
                 if time.monotonic() - last_state >= STATE_FLUSH_INTERVAL_S:
-                    self._save_snapshots()
-                    self._flush_state()
+                    await self._persist()
                     last_state = time.monotonic()
             except Exception:  # noqa: BLE001 - housekeeping must never stop the daemon
                 log.exception("housekeeping failed")
@@ -394,7 +395,6 @@ class Daemon:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.doors is not None:
             self.doors.close()   # a card registry update still being applied finishes first
-        self._save_snapshots()
-        self._flush_state()
+        await self._persist()
         backlog = (await self.outbox.aclose()).get("backlog_msgs", 0)
         log.info("stopped; %d messages wait in the outbox for the next start", backlog)
