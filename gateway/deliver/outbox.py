@@ -123,6 +123,28 @@ class Outbox(Store):
                 break
         return out
 
+    def _take_new(self, room: int) -> list[tuple]:
+        """In put's transaction, with nothing stored unsent before them: seqs
+        for the first new rows (state already coalesced, budget applied)."""
+        room = min(room, self.inflight_max - len(self._inflight))
+        if room <= 0:
+            return []
+        rows = self._db.execute(
+            "SELECT id, topic, payload, qos, retain FROM msg WHERE seq IS NULL ORDER BY id LIMIT ?", (room,)
+        ).fetchall()
+        first = self._seq
+        self._db.executemany("UPDATE msg SET seq=? WHERE id=?", [(first + k, r[0]) for k, r in enumerate(rows)])
+        self._seq = self._c.seq_next = first + len(rows)
+        return [(*r, first + k) for k, r in enumerate(rows)]
+
+    def _taken(self, rows: list[tuple]) -> list[Pending]:
+        """After the commit: what _take_new gave, in flight."""
+        out = []
+        for rid, topic, body, qos, retain, s in rows:
+            out.append(Pending(rid, topic, with_seq(body, s), qos, bool(retain), s))
+            self._inflight.add(rid)
+        return out
+
     def _stored_event_waits(self) -> bool:
         """An event stored before the held ones has no seq yet: the held
         events wait behind it, or alarms would reach the broker out of order."""

@@ -264,14 +264,20 @@ class Store:
 
     # ------------------------------------------------------------------ API
 
-    def put(self, messages: Iterable[Message], kv: dict[str, object] | None = None) -> None:
+    def put(self, messages: Iterable[Message], kv: dict[str, object] | None = None,
+            take: int = 0) -> list:
         """Store messages (and kv entries) in one transaction; durable on return.
+
+        take > 0: when nothing stored waits to be sent, up to `take` of the new
+        messages get their seqs in that same (synced) transaction and are
+        returned to be sent, in flight (Outbox.next_batch without a second
+        commit); else [] and they wait for next_batch as usual.
 
         Bad input (non-dict payload, non-JSON value) raises; a store that
         cannot be written never does (see health in stats())."""
-        self.put_encoded([encode(m) for m in messages], encode_kv(kv))
+        return self.put_encoded([encode(m) for m in messages], encode_kv(kv), take)
 
-    def put_encoded(self, rows: list[Row], kv: dict[str, str]) -> None:
+    def put_encoded(self, rows: list[Row], kv: dict[str, str], take: int = 0) -> list:
         """put() for messages already encoded (outbox_rows.encode), e.g. by the
         event loop before it hands them to the store's thread."""
         self._maybe_flush_acks()  # acked rows must not count as "still queued" below
@@ -287,18 +293,31 @@ class Store:
         if self._held:
             # nothing may commit ahead of what memory holds (order, kv with its events)
             self._hold(rows, kv)
-            return
+            return []
         try:
             if not self._space.ensure_spare(self._db):
                 self._no_room()
                 self._hold(rows, kv)
-                return
-            self._tx(lambda: self._insert(rows, kv))
+                return []
+            # Every stored row in flight or acked: the new ones are next in line.
+            take = take if sum(self._c.n) == len(self._inflight) + len(self._acks) else 0
+            taken = self._tx(lambda: self._insert_and_take(rows, kv, take), seq=take > 0)
         except sqlite3.Error as exc:
             self._degrade(exc)
             self._hold(rows, kv)
-            return
+            return []
         self._health, self._health_detail = "ok", ""
+        return self._taken(taken)
+
+    def _insert_and_take(self, rows: list[Row], kv: dict[str, str], take: int) -> list[tuple]:
+        self._insert(rows, kv)
+        return self._take_new(take) if take > 0 else []
+
+    def _take_new(self, room: int) -> list[tuple]:
+        return []   # the sending side (Outbox) gives seqs
+
+    def _taken(self, rows: list[tuple]) -> list:
+        return []
 
     def retry(self) -> bool:
         """Try to write memory-held messages back; True when the store is healthy."""

@@ -655,3 +655,93 @@ def test_read_only_filesystem_at_open_is_not_quarantined(tmp_path):
     finally:
         subprocess.run(["umount", "-l", str(dst)], capture_output=True)
     assert [b["i"] for b in drain(Outbox.open(str(src / "outbox.db")))] == [0]
+
+
+# -- seqs given in the storing commit (issue 13: one synced commit a poll, not two)
+
+def commits(ob, fn):
+    trace = []
+    ob._db.set_trace_callback(trace.append)
+    try:
+        out = fn()
+    finally:
+        ob._db.set_trace_callback(None)
+    return out, trace
+
+
+def test_put_with_take_gives_seqs_in_the_storing_commit(path):
+    ob = Outbox.open(path)
+    got, trace = commits(ob, lambda: ob.put([tel(1), ev(2)], take=10))
+    assert [(body(p)["i"], p.seq, body(p)["seq"]) for p in got] == [(1, 1, 1), (2, 2, 2)]
+    assert trace.count("COMMIT") == 1
+    assert ob.stats()["inflight"] == 2 and ob.next_batch(10) == []
+    for p in got:
+        ob.ack(p.id)
+    ob.put([tel(3)])
+    assert [p.seq for p in ob.next_batch(10)] == [3]
+    ob.close()
+    ob = Outbox.open(path)
+    assert ob.stats()["seq_next"] == 4
+
+
+def test_put_with_take_waits_behind_what_is_stored_unsent(path):
+    ob = Outbox.open(path)
+    ob.put([tel(1)])
+    assert ob.put([tel(2)], take=10) == []
+    assert [(body(p)["i"], p.seq) for p in ob.next_batch(10)] == [(1, 1), (2, 2)]
+
+
+def test_put_with_take_waits_behind_resends(path):
+    ob = Outbox.open(path)
+    sent = ob.put([tel(1), tel(2)], take=10)
+    ob.release_inflight()   # a disconnect: both go again first, with their seqs
+    assert ob.put([tel(3)], take=10) == []
+    assert [(body(p)["i"], p.seq) for p in ob.next_batch(10)] == [(1, 1), (2, 2), (3, 3)]
+    assert [p.seq for p in sent] == [1, 2]
+
+
+def test_put_with_take_keeps_the_window_and_the_order(path):
+    ob = Outbox.open(path, inflight=3)
+    got = ob.put([tel(i) for i in range(5)], take=10)
+    assert [p.seq for p in got] == [1, 2, 3]
+    assert ob.next_batch(10) == []
+    ob.ack(got[0].id)
+    assert [(body(p)["i"], p.seq) for p in ob.next_batch(10)] == [(3, 4)]
+    assert ob.put([tel(9)], take=1) == []   # 4 is still unsent: 9 waits behind it
+
+
+def test_put_with_take_coalesces_state_first(path):
+    ob = Outbox.open(path)
+    got = ob.put([st(1), st(2), tel(3)], take=10)
+    assert [(body(p)["i"], p.seq) for p in got] == [(2, 1), (3, 2)]
+    assert ob.stats()["coalesced"] == 1
+
+
+def test_put_with_take_under_normal_syncs_its_commit(path):
+    ob = Outbox.open(path, synchronous="NORMAL")
+    _, trace = commits(ob, lambda: ob.put([tel(1)]))
+    assert not any("synchronous" in t.lower() for t in trace)
+    got, trace = commits(ob, lambda: ob.put([tel(2)], take=10))
+    assert got == []   # 1 waits unsent: nothing taken, nothing forced
+    assert not any("synchronous" in t.lower() for t in trace)
+    ob.next_batch(10)
+    got, trace = commits(ob, lambda: ob.put([tel(3)], take=10))
+    assert [p.seq for p in got] == [3]
+    sync_at = [i for i, t in enumerate(trace) if t.upper().startswith("PRAGMA SYNCHRONOUS")]
+    assert [trace[i].upper() for i in sync_at] == ["PRAGMA SYNCHRONOUS=FULL", "PRAGMA SYNCHRONOUS=NORMAL"]
+    seq_update = next(i for i, t in enumerate(trace) if t.startswith("UPDATE msg SET seq"))
+    commit = next(i for i, t in enumerate(trace) if i > seq_update and t == "COMMIT")
+    assert sync_at[0] < seq_update < commit < sync_at[1]
+
+
+def test_put_with_take_gives_nothing_while_the_disk_is_full(full_store):
+    """Held events go out through next_batch, which orders them with what is
+    stored; a put that cannot be stored takes nothing."""
+    ob, squeeze, make_space = full_store
+    fill(ob)
+    squeeze()
+    assert ob.stats()["health"] == "disk_full"
+    assert ob.put([Message("site/gm-01/event", {"i": "held", "pad": PAD}, E)], take=100) == []
+    sent = ob.next_batch(1000)
+    assert "held" in [body(p)["i"] for p in sent]
+    assert [p.seq for p in sent] == sorted({p.seq for p in sent})
