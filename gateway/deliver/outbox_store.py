@@ -268,11 +268,9 @@ class Store:
             take: int = 0) -> list:
         """Store messages (and kv entries) in one transaction; durable on return.
 
-        take > 0: when nothing stored waits to be sent, up to `take` of the new
-        messages get their seqs in that same (synced) transaction and are
-        returned to be sent, in flight (Outbox.next_batch without a second
-        commit); else [] and they wait for next_batch as usual.
-
+        take > 0: when nothing stored waits to be sent, up to `take` new
+        messages get their seqs in that (synced) transaction and are returned,
+        in flight, as next_batch would (no second commit); else [].
         Bad input (non-dict payload, non-JSON value) raises; a store that
         cannot be written never does (see health in stats())."""
         return self.put_encoded([encode(m) for m in messages], encode_kv(kv), take)
@@ -307,17 +305,11 @@ class Store:
             self._hold(rows, kv)
             return []
         self._health, self._health_detail = "ok", ""
-        return self._taken(taken)
+        return self._taken(taken)  # type: ignore[attr-defined]
 
     def _insert_and_take(self, rows: list[Row], kv: dict[str, str], take: int) -> list[tuple]:
-        self._insert(rows, kv)
-        return self._take_new(take) if take > 0 else []
-
-    def _take_new(self, room: int) -> list[tuple]:
-        return []   # the sending side (Outbox) gives seqs
-
-    def _taken(self, rows: list[tuple]) -> list:
-        return []
+        self._insert(rows, kv)   # _take_new and _taken: the sending side (Outbox) gives seqs
+        return self._take_new(take) if take > 0 else []  # type: ignore[attr-defined]
 
     def retry(self) -> bool:
         """Try to write memory-held messages back; True when the store is healthy."""

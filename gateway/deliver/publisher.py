@@ -60,38 +60,64 @@ class Publisher:
     async def run(self) -> None:
         while not self._stopping:
             self.beat()
+            self._wake.clear()
+            await self.pump()
+            link = self.link
+            if link is not None and link.connected and self._room() >= self._refill():
+                await self._wait_for_news(link)
+                continue
             try:
                 await asyncio.wait_for(self._wake.wait(), IDLE_TURN_S)
             except TimeoutError:
                 continue
-            # Let acks and commits of the next few ms gather: each batch is one
+            # Let acks of the next few ms gather: each batch asked for is one
             # synced commit in the outbox (seq assignment).
             await asyncio.sleep(PUMP_GATHER_S)
-            self._wake.clear()
-            await self.pump()
+
+    async def _wait_for_news(self, link: MqttLink) -> None:
+        """Nothing to send, room in the window: ask for the next messages now.
+        The store's thread answers with the next put's messages, their seqs
+        given in the commit that stores them (no second commit, no second
+        hand-over), or with [] at a disconnect or after IDLE_TURN_S."""
+        session = self._session
+        fut = self.outbox.next_batch(self._room(), wait=True)
+        done, _ = await asyncio.wait({fut}, timeout=IDLE_TURN_S)
+        if not done:
+            self.outbox.unpark()
+        batch = await fut
+        if session == self._session and link.connected:
+            self._send(link, batch)
+
+    def _room(self) -> int:
+        return self.window - len(self.inflight)
+
+    def _refill(self) -> int:
+        # Each batch assigns seqs in one synced commit: refill when a tenth
+        # of the window is free, not after every PUBACK.
+        return max(1, self.window // 10)
+
+    def _send(self, link: MqttLink, batch) -> bool:
+        for p in batch:
+            mid = link.publish(p.topic, p.payload, p.qos, p.retain)
+            if mid is None:
+                self.down()
+                return False
+            self.inflight[mid] = p.id
+            self.sent += 1
+        return True
 
     async def pump(self) -> None:
         async with self._pumping:   # one batch asked for at a time: the window holds
-            # Each batch assigns seqs in one synced commit: refill when a tenth
-            # of the window is free, not after every PUBACK.
-            refill = max(1, self.window // 10)
             while (link := self.link) is not None and link.connected:
-                room = self.window - len(self.inflight)
-                if room < refill and self.inflight:
+                room = self._room()
+                if room < self._refill() and self.inflight:
                     return
                 session = self._session
                 batch = await self.outbox.next_batch(room)
                 if session != self._session or not link.connected:
                     return  # released while we waited: resent on the next connection
-                if not batch:
+                if not batch or not self._send(link, batch):
                     return
-                for p in batch:
-                    mid = link.publish(p.topic, p.payload, p.qos, p.retain)
-                    if mid is None:
-                        self.down()
-                        return
-                    self.inflight[mid] = p.id
-                    self.sent += 1
 
     async def drain(self, timeout: float) -> None:
         """On shutdown: give the broker a moment to acknowledge what is in flight."""

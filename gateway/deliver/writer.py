@@ -35,6 +35,7 @@ from gateway.site.state import StateStore
 
 from .outbox import Outbox
 from .outbox_rows import NAMES, Message, Priority, Row, encode, encode_kv
+from .statefile import StateWrites
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ MAX_PENDING = 500        # ... or fewer, once this many messages are waiting
 # Messages waiting for the thread, at most. Above it the thread is stuck on
 # a dying card: readings and state are dropped (counted), events still wait.
 MAX_QUEUED = 20_000
-STATE_WARN_EVERY_S = 600.0
 SNAPSHOT_EVERY_S = 0.2   # stats() for status and diag: fresh enough, and not a query per round
 SYNC_TIMEOUT_S = 10.0
 
@@ -70,7 +70,7 @@ class StoreWriter:
                  state: StateStore | None = None) -> None:
         """Open the outbox on the store's own thread (the connection never
         leaves it) and wait for it: what open raises is raised here."""
-        self._state = state
+        self._states = StateWrites(state, log)
         self._loop = loop
         self._ops: deque[_Op] = deque()
         self._cv = threading.Condition()
@@ -78,15 +78,13 @@ class StoreWriter:
         self._put_since: float | None = None   # when the oldest waiting put was handed over
         self._urgent = False
         self._closed = False
-        self._state_due: dict[str, dict] = {}
-        self._state_failing = False
-        self._state_warned = float("-inf")
         self._listeners: list[Callable[[], None]] = []
         self._seq_waiting: list[concurrent.futures.Future] = []   # reserve_seq() callers, blocked
         self._queued = 0                    # messages handed over, not yet taken by the thread
         self._shed = [0, 0, 0]              # dropped by Priority because the thread was that far behind
         self.commits = 0
         self._snap_at = 0.0
+        self._parked: tuple[Any, int] | None = None   # the publisher's waiting batch (fut, limit)
         ready: concurrent.futures.Future = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, args=(open_outbox, ready), name="edgegw-store",
                                         daemon=True)
@@ -106,10 +104,10 @@ class StoreWriter:
                 return False
             self._closed = op.kind == "close"
             self._ops.append(op)
-            # Acks and a disconnect's release ride with the next round (a
-            # batch, a put, the housekeeping flush): waking the thread for
-            # each PUBACK would cost more than the ack itself.
-            wake = op.kind not in ("put", "ack", "release") or (op.kind == "put" and self._put_since is None)
+            # Acks ride with the next round (a batch, a put, the housekeeping
+            # flush): waking the thread for each PUBACK would cost more than
+            # the ack itself. A release wakes it: it answers a waiting batch.
+            wake = op.kind not in ("put", "ack") or (op.kind == "put" and self._put_since is None)
             if op.kind == "put" and self._put_since is None:
                 self._put_since = time.monotonic()
             self._pending += len(op.rows)
@@ -122,7 +120,7 @@ class StoreWriter:
 
     def attach_state(self, state: StateStore) -> None:
         """The state store whose writes this thread makes (if not given at start)."""
-        self._state = state
+        self._states.state = state
 
     def on_commit(self, fn: Callable[[], None]) -> None:
         """fn runs on the loop after each commit that stored messages."""
@@ -154,12 +152,21 @@ class StoreWriter:
         raw = self._kv.get(key)
         return default if raw is None else json.loads(raw)
 
-    def next_batch(self, limit: int) -> asyncio.Future:
-        """Awaitable: the next messages to send (see Outbox.next_batch)."""
+    def next_batch(self, limit: int, wait: bool = False) -> asyncio.Future:
+        """Awaitable: the next messages to send (see Outbox.next_batch).
+
+        wait=True, with nothing to send: the answer waits for the next put,
+        whose messages then get their seqs in the storing commit (one synced
+        commit, one hand-over back) or for a disconnect, close or unpark()
+        ([] then)."""
         fut = self._loop.create_future()
-        if not self._submit(_Op("next", (limit,), fut)):
+        if not self._submit(_Op("next", (limit, wait), fut)):
             fut.set_result([])
         return fut
+
+    def unpark(self) -> None:
+        """Answer a waiting next_batch now."""
+        self._submit(_Op("unpark"))
 
     def ack(self, id: int) -> None:
         self._submit(_Op("ack", (id,)))
@@ -176,10 +183,7 @@ class StoreWriter:
     def write_state(self, table: str, docs: dict[str, Any]) -> None:
         """state.json: the latest docs of a table, written once, off the loop,
         only if something changed (a newer hand-over replaces an unwritten one)."""
-        with self._cv:
-            queued = bool(self._state_due)
-            self._state_due[table] = docs
-        if not queued:
+        if self._states.due(table, docs):
             self._submit(_Op("state"))
 
     async def reserve_seq_async(self) -> int | None:
@@ -298,7 +302,13 @@ class StoreWriter:
         if rows or kv:
             # puts first: a batch asked for in the same round sees them
             try:
-                ob.put_encoded(rows, kv)
+                parked = self._parked
+                if parked is not None and rows:
+                    taken = ob.put_encoded(rows, kv, take=parked[1])
+                    if taken:
+                        self._unpark(taken)
+                else:
+                    ob.put_encoded(rows, kv)
             except Exception:  # noqa: BLE001 - not bad input (that raised on the loop)
                 log.exception("store: %d message(s) could not be stored", len(rows))
         go_on = True
@@ -312,6 +322,10 @@ class StoreWriter:
             if not go_on:
                 break  # closed: nothing is queued after a close
         else:
+            if self._parked is not None and (rows or any(op.kind in ("ack", "retry") for op in ops)):
+                batch = ob.next_batch(self._parked[1])   # room freed, or memory-held events
+                if batch:
+                    self._unpark(batch)
             now = time.monotonic()
             if now - self._snap_at >= SNAPSHOT_EVERY_S or ob.health != self._snap.get("health"):
                 self._snap = ob.stats()
@@ -326,10 +340,20 @@ class StoreWriter:
         ob = self._ob
         kind = op.kind
         if kind == "next":
-            self._answer(op.fut, ob.next_batch(*op.args))
+            limit, wait = op.args
+            batch = ob.next_batch(limit)
+            if batch or not wait:
+                self._answer(op.fut, batch)
+            else:
+                self._unpark([])
+                self._parked = (op.fut, limit)
+        elif kind == "unpark":
+            if self._parked is not None:
+                self._unpark(ob.next_batch(self._parked[1]))
         elif kind == "ack":
             ob.ack(*op.args)
         elif kind == "release":
+            self._unpark([])   # before the release: what it got would be dropped
             ob.release_inflight()
         elif kind == "flush":
             ob.flush()
@@ -338,38 +362,24 @@ class StoreWriter:
         elif kind == "seq":
             self._answer(op.fut, ob.reserve_seq())
         elif kind == "state":
-            self._write_state()
+            self._states.write()
         elif kind == "close":
+            self._unpark([])
             self._serve_seqs()
-            self._write_state()
+            self._states.write()
             ob.flush()
             last = ob.stats()
             ob.close()
-            if self._state is not None:
-                self._state.close()
+            self._states.close()
             self._snap = {**last, "inflight": 0}
             self._answer(op.fut, True)
             return False
         return True
 
-    def _write_state(self) -> None:
-        with self._cv:
-            due, self._state_due = self._state_due, {}
-        if self._state is None:
-            return
-        for table, docs in due.items():
-            try:
-                self._state.put_many(table, docs)
-            except OSError as exc:
-                self._state_failing = True
-                if time.monotonic() - self._state_warned >= STATE_WARN_EVERY_S:
-                    self._state_warned = time.monotonic()
-                    log.warning("%s not written (%s): `edgegw status` shows older values while the "
-                                "daemon is stopped; tried again at every flush", self._state.path, exc)
-                continue
-            if self._state_failing:
-                log.info("%s written again", self._state.path)
-                self._state_failing, self._state_warned = False, float("-inf")
+    def _unpark(self, batch: list) -> None:
+        if self._parked is not None:
+            fut, self._parked = self._parked[0], None
+            self._answer(fut, batch)
 
     def _call(self, fn: Callable, *args) -> None:
         try:
@@ -378,20 +388,12 @@ class StoreWriter:
             pass  # the loop is closed: nobody is waiting any more
 
     def _answer(self, fut, result=None, exc: BaseException | None = None) -> None:
-        if fut is None:
-            return
-        if isinstance(fut, concurrent.futures.Future):
-            if exc is not None:
-                fut.set_exception(exc)
-            else:
-                fut.set_result(result)
-            return
-
         def settle() -> None:
             if not fut.done():
-                if exc is not None:
-                    fut.set_exception(exc)
-                else:
-                    fut.set_result(result)
-        self._call(settle)
+                fut.set_exception(exc) if exc is not None else fut.set_result(result)
+
+        if isinstance(fut, concurrent.futures.Future):
+            settle()
+        elif fut is not None:
+            self._call(settle)
 

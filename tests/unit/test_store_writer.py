@@ -310,3 +310,77 @@ def test_a_stuck_store_thread_bounds_what_waits_in_memory(tmp_path, monkeypatch)
     events = [json.loads(p.payload)["i"] for p in ob.next_batch(100) if p.topic.endswith("/event")]
     assert events == list(range(20))
     assert last["backlog_msgs"] == ob.stats()["backlog_msgs"] <= 30
+
+
+# -- a waiting batch (issue 13): the next put's messages come with their seqs
+#    from the storing commit, with no second commit and no second hand-over
+
+def test_a_waiting_batch_is_answered_by_the_next_put(tmp_path):
+    path = str(tmp_path / "outbox.db")
+
+    async def main():
+        w = StoreWriter(lambda: Outbox.open(path), asyncio.get_running_loop())
+        fut = w.next_batch(10, wait=True)
+        await asyncio.sleep(0.2)
+        assert not fut.done()                 # nothing to send: it waits
+        w.put([tel(1), ev(2)])
+        batch = await asyncio.wait_for(fut, 5)
+        assert [(json.loads(p.payload)["i"], p.seq) for p in batch] == [(1, 1), (2, 2)]
+        assert w.stats()["inflight"] in (0, 2)   # snapshot may lag; the outbox holds them in flight
+        assert (await w.next_batch(10)) == []    # in flight: not offered twice
+        for p in batch:
+            w.ack(p.id)
+        w.close()
+        db = sqlite3.connect(path)
+        # seqs were committed with the rows: a restart goes on after them
+        assert db.execute("SELECT seq_next FROM counters").fetchone()[0] == 3
+
+    run(main())
+
+
+def test_a_waiting_batch_is_answered_empty_by_a_release_unpark_or_close(tmp_path):
+    path = str(tmp_path / "outbox.db")
+
+    async def main():
+        w = StoreWriter(lambda: Outbox.open(path), asyncio.get_running_loop())
+        fut = w.next_batch(10, wait=True)
+        await asyncio.sleep(0.1)
+        w.release_inflight()
+        assert await asyncio.wait_for(fut, 5) == []
+        fut = w.next_batch(10, wait=True)
+        await asyncio.sleep(0.1)
+        w.unpark()
+        assert await asyncio.wait_for(fut, 5) == []
+        fut = w.next_batch(10, wait=True)
+        await asyncio.sleep(0.1)
+        await w.aclose()
+        assert await asyncio.wait_for(fut, 5) == []
+
+    run(main())
+
+
+def test_a_waiting_batch_comes_in_the_storing_commit(tmp_path):
+    """One COMMIT for the put and its seqs (two before: the put's, then the
+    batch's seq assignment)."""
+    path = str(tmp_path / "outbox.db")
+
+    async def main():
+        seen: list[str] = []
+
+        def opener():   # runs on the store's thread, which owns the connection
+            ob = Outbox.open(path)
+            ob._db.set_trace_callback(seen.append)
+            return ob
+
+        w = StoreWriter(opener, asyncio.get_running_loop())
+        fut = w.next_batch(10, wait=True)
+        await asyncio.sleep(0.1)
+        before = len(seen)
+        w.put([tel(1)])
+        batch = await asyncio.wait_for(fut, 5)
+        assert [p.seq for p in batch] == [1]
+        await asyncio.sleep(0.1)
+        assert seen[before:].count("COMMIT") == 1, seen[before:]
+        await w.aclose()
+
+    run(main())
