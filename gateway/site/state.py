@@ -127,6 +127,13 @@ def _canon(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
+def _same_json(value: Any, canon: str) -> bool:
+    try:
+        return _canon(value) == canon
+    except TypeError:                   # keys of mixed types cannot be sorted
+        return False
+
+
 def _looks_like_tinydb(data: Any) -> bool:
     return isinstance(data, dict) and all(isinstance(t, dict) for t in data.values())
 
@@ -203,14 +210,18 @@ class StateStore:
                 # etc.), and a value that cannot be stored fails here, before
                 # anything is written. Compared as JSON: 1 == 1.0 == True in
                 # Python but not on disk.
-                v = json.loads(json.dumps(v, ensure_ascii=False, allow_nan=False))
+                text = json.dumps(v, ensure_ascii=False, allow_nan=False)
+                canon = _canon(json.loads(text))
                 i = by_key.get(k)
-                if i is not None and _canon(docs[i].get("value")) == _canon(v):
+                if i is not None and _canon(docs[i].get("value")) == canon:
                     continue
                 if i is None:
                     i = by_key[k] = str(next_id)
                     next_id += 1
-                docs[i] = {"key": k, "value": v}
+                # The caller's value goes into the file as it is when it
+                # encodes as its reload does (str keys): a copy of 500
+                # devices' values was 2 MB.
+                docs[i] = {"key": k, "value": v if _same_json(v, canon) else json.loads(text)}
                 changed = True
             if not changed:
                 return False
