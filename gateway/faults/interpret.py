@@ -34,6 +34,11 @@ FLAP_WINDOW_S = 3600.0
 FLAP_HOLD_S = 900.0
 _NO_DETAIL: dict = MappingProxyType({})    # type: ignore[assignment]  # shared, read-only
 _NO_CLEARS: tuple = ()
+_IDLE: dict[int, tuple] = {}        # n -> (None,) * n: the slots of a device none of whose faults moved
+
+
+def _idle_slots(n: int) -> tuple:
+    return _IDLE.setdefault(n, (None,) * n)
 
 
 @dataclass
@@ -108,7 +113,8 @@ class Interpreter:
         self.flap_window_s = float(self.params.get("flap_window_s", FLAP_WINDOW_S))
         self.flap_hold_s = float(self.params.get("flap_hold_s", FLAP_HOLD_S))
         self._info = model_info(model)
-        self._slots: list[_Slot | None] = [None] * len(self._tests)
+        # Shared until a fault first moves (copied on write, in _slot_for).
+        self._slots: list[_Slot | None] | tuple = _idle_slots(len(self._tests))
         self._prev: Reading | None = None
         self._last_good: float | None = None
         self._now: float | None = None          # mono of the latest poll, for snapshots
@@ -118,7 +124,7 @@ class Interpreter:
         self.counts_moved = False
         # Snapshot faults the model no longer has: cleared on the first poll,
         # when there is a ts to stamp the event with.
-        self._retired: dict[str, dict] = {}
+        self._retired: dict[str, dict] = _NO_DETAIL
         if restored:
             self._restore(restored)
 
@@ -127,8 +133,12 @@ class Interpreter:
 
     def _slot(self, i: int) -> _Slot:
         s = self._slots[i]
-        if s is None:
-            s = self._slots[i] = _Slot()
+        return s if s is not None else self._slot_for(i)
+
+    def _slot_for(self, i: int) -> _Slot:
+        if isinstance(self._slots, tuple):
+            self._slots = list(self._slots)
+        s = self._slots[i] = _Slot()
         return s
 
     # -- restart -------------------------------------------------------------
@@ -184,6 +194,8 @@ class Interpreter:
             if i is None:
                 # A code that left the catalogue, or any code of another model
                 # (ERR-1 on one model is not ERR-1 on the next): close it.
+                if not self._retired:
+                    self._retired = {}
                 self._retired[code] = info
                 continue
             slot = self._slot(i)
@@ -227,7 +239,7 @@ class Interpreter:
                 events.append(self._event(
                     _retired_fault(code, info), "cleared", reading.ts,
                     {"reason": "not_in_model"}, info.get("since")))
-            self._retired = {}
+            self._retired = _NO_DETAIL
         # The stale rule measures silence from the first poll this process
         # saw when the device has never answered since.
         if reading.values or self._last_good is None:
@@ -242,7 +254,8 @@ class Interpreter:
             if s is None:
                 if not cond:
                     continue            # idle, and it agrees
-                s = slots[i] = _Slot()
+                s = self._slot_for(i)
+                slots = self._slots
             if s.flapping:
                 if cond:
                     s.false_since = None

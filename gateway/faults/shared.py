@@ -27,7 +27,7 @@ _SHARED: dict[tuple, tuple[dict, Test]] = {}
 # same params when none is stateful; keyed by id(), the entry keeps the
 # model alive. Per device (x 500), these were 0.5 MB.
 _MODELS: dict[int, tuple[Model, "_ModelInfo"]] = {}
-_TESTS: dict[tuple, tuple] = {}
+_TESTS: dict[tuple, tuple[Model, tuple[Test, ...]]] = {}
 _PARAMS: dict[tuple, dict] = {}
 
 
@@ -96,11 +96,13 @@ def device_tests(model: Model, params: dict | None) -> tuple[dict, tuple[Test, .
     key = _params_key(params)
     if key is not None:
         params = _PARAMS.setdefault(key, params)     # read only from here on
+        hit = _TESTS.get((id(model), key))
+        if hit is not None and hit[0] is model:
+            return params, hit[1], None
     compiled = [_compile(f, params, key) for f in model_info(model).faults]
     tests = tuple(t for t, _ in compiled)
-    states = tuple(st for _, st in compiled)
-    if any(st is not NO_STATES for st in states):
-        return params, tests, states
+    if any(st is not NO_STATES for _, st in compiled):
+        return params, tests, tuple(st for _, st in compiled)
     if key is not None:
-        tests = _TESTS.setdefault(tests, tests)
+        _TESTS[(id(model), key)] = (model, tests)
     return params, tests, None
