@@ -93,11 +93,11 @@ class AtomicJSONStorage(tinydb.Storage):
         # json.dumps with an indent runs the pure-Python encoder and joins a
         # list of every token: for 500 devices that list was ~3 MB at once,
         # and the RSS kept the peak. The same tokens, one at a time:
-        out = io.StringIO()
+        out = io.BytesIO()
         for chunk in json.JSONEncoder(ensure_ascii=False, indent=self.indent, sort_keys=True).iterencode(data):
-            out.write(chunk)
-        out.write("\n")
-        raw = out.getvalue().encode("utf-8")
+            out.write(chunk.encode("utf-8"))
+        out.write(b"\n")
+        raw = out.getvalue()
         del out
         if raw == self._bytes:
             return
