@@ -21,7 +21,8 @@ from gateway.faults import rules as _rules
 from gateway.poll.decode import Reading
 from protocols.models import Fault, Text, leaves
 
-from .triggers import Test, compile_trigger, trigger_detail
+from .shared import NO_STATES, device_tests, model_info
+from .triggers import trigger_detail
 
 if TYPE_CHECKING:
     from protocols.models import Fault, Model
@@ -31,7 +32,13 @@ SNAPSHOT_VERSION = 1
 FLAP_COUNT = 3
 FLAP_WINDOW_S = 3600.0
 FLAP_HOLD_S = 900.0
-_NO_STATES: dict = MappingProxyType({})    # type: ignore[assignment]  # shared, read-only
+_NO_DETAIL: dict = MappingProxyType({})    # type: ignore[assignment]  # shared, read-only
+_NO_CLEARS: tuple = ()
+_IDLE: dict[int, tuple] = {}        # n -> (None,) * n: the slots of a device none of whose faults moved
+
+
+def _idle_slots(n: int) -> tuple:
+    return _IDLE.setdefault(n, (None,) * n)
 
 
 @dataclass
@@ -68,55 +75,23 @@ class FaultEvent:
         }
 
 
-# A fault's compiled test holds no state unless a rule in it is stateful, and
-# then depends only on the trigger and the params: devices of one model with
-# the same params share it (the closures of 17 faults x 500 devices were
-# 3 MB). Keyed by id() of the trigger, which the entry keeps alive.
-_SHARED: dict[tuple, tuple[dict, Test]] = {}
-
-
-def _params_key(params: dict) -> tuple | None:
-    key = tuple(sorted(params.items()))
-    try:
-        hash(key)
-    except TypeError:               # a list or table value: compile per device
-        return None
-    return key
-
-
-def _shared_test(trigger: dict, params_key: tuple | None) -> Test | None:
-    if params_key is None:
-        return None
-    hit = _SHARED.get((id(trigger), params_key))
-    return hit[1] if hit is not None and hit[0] is trigger else None
-
-
 class _Slot:
-    """Where one catalogued fault stands."""
+    """Where one catalogued fault stands on one device, from the first poll
+    that disagreed with "not raised" (or a restored snapshot) on: an idle
+    fault has none (17 x 500 idle slots, each with its own empty detail
+    and clears, were 2 MB)."""
 
-    __slots__ = ("fault", "test", "states", "debounce", "active", "count", "since", "detail",
-                 "flapping", "clears", "false_since")
+    __slots__ = ("active", "count", "since", "detail", "flapping", "clears", "false_since")
 
-    def __init__(self, fault: Fault, params: dict, params_key: tuple | None):
-        self.fault = fault
-        self.states: dict[int, dict] = _NO_STATES   # stateful rules' state, by id() of their table
-        self.test = _shared_test(fault.trigger, params_key)
-        if self.test is None:
-            states: dict[int, dict] = {}
-            self.test = compile_trigger(fault.trigger, params, states)
-            if states:
-                self.states = states
-            elif params_key is not None:
-                _SHARED[(id(fault.trigger), params_key)] = (fault.trigger, self.test)
-        self.debounce = max(1, int(fault.debounce or 1))
+    def __init__(self) -> None:
         self.active = False
         self.count = 0                  # consecutive polls disagreeing with `active`
         self.since: str | None = None
-        self.detail: dict = {}
+        self.detail: dict = _NO_DETAIL
         self.flapping = False
-        # Monos of recent clears, for flap detection: a list, not a deque (an
-        # empty deque takes 600 bytes, 6 MB at 500 devices; it holds a few).
-        self.clears: list[float] = []
+        # Monos of recent clears, for flap detection: a list from the first
+        # clear on (a deque takes 600 bytes empty; it holds a few).
+        self.clears: list[float] | tuple = _NO_CLEARS
         self.false_since: float | None = None  # while flapping: start of the False stretch
 
 
@@ -125,21 +100,21 @@ class Interpreter:
     ``poll_interval_s`` (for the stale rule) and optionally ``flap_count``,
     ``flap_window_s``, ``flap_hold_s``."""
 
+    __slots__ = ("model", "device", "params", "flap_count", "flap_window_s", "flap_hold_s", "_info",
+                 "_tests", "_states", "_slots", "_prev", "_last_good", "_now", "counts_moved",
+                 "_retired")
+
     def __init__(self, model: Model, device: str, params: dict | None = None,
                  restored: dict | None = None):
         self.model = model
         self.device = device
-        self.params = dict(params or {})
+        self.params, self._tests, self._states = device_tests(model, params)
         self.flap_count = int(self.params.get("flap_count", FLAP_COUNT))
         self.flap_window_s = float(self.params.get("flap_window_s", FLAP_WINDOW_S))
         self.flap_hold_s = float(self.params.get("flap_hold_s", FLAP_HOLD_S))
-        key = _params_key(self.params)
-        self._slots = [_Slot(f, self.params, key) for f in model.faults]
-        self._by_code = {s.fault.code: s for s in self._slots}
-        # Only the fields a comparing rule looks at are remembered between polls.
-        self._prev_fields = frozenset(
-            leaf["field"] for f in model.faults for leaf in leaves(f.trigger)
-            if leaf.get("rule") in _rules.COMPARING and "field" in leaf)
+        self._info = model_info(model)
+        # Shared until a fault first moves (copied on write, in _slot_for).
+        self._slots: list[_Slot | None] | tuple = _idle_slots(len(self._tests))
         self._prev: Reading | None = None
         self._last_good: float | None = None
         self._now: float | None = None          # mono of the latest poll, for snapshots
@@ -149,9 +124,22 @@ class Interpreter:
         self.counts_moved = False
         # Snapshot faults the model no longer has: cleared on the first poll,
         # when there is a ts to stamp the event with.
-        self._retired: dict[str, dict] = {}
+        self._retired: dict[str, dict] = _NO_DETAIL
         if restored:
             self._restore(restored)
+
+    def _states_of(self, i: int) -> dict:
+        return NO_STATES if self._states is None else self._states[i]
+
+    def _slot(self, i: int) -> _Slot:
+        s = self._slots[i]
+        return s if s is not None else self._slot_for(i)
+
+    def _slot_for(self, i: int) -> _Slot:
+        if isinstance(self._slots, tuple):
+            self._slots = list(self._slots)
+        s = self._slots[i] = _Slot()
+        return s
 
     # -- restart -------------------------------------------------------------
 
@@ -166,23 +154,27 @@ class Interpreter:
         active = {}
         for code, info in self._retired.items():
             active[code] = dict(info)
-        for s in self._slots:
-            if s.active:
-                active[s.fault.code] = {
+        faults = self._info.faults
+        for i, s in enumerate(self._slots):
+            if s is not None and s.active:
+                f = faults[i]
+                active[f.code] = {
                     "since": s.since, "flapping": s.flapping, "detail": s.detail,
-                    "severity": s.fault.severity, "kind": s.fault.kind, "ref": s.fault.ref,
+                    "severity": f.severity, "kind": f.kind, "ref": f.ref,
                 }
         rule_state = {}
-        for s in self._slots:
-            saved = [_rules.state_snapshot(s.states[id(leaf)], self._now)
-                     for leaf in leaves(s.fault.trigger) if id(leaf) in s.states]
-            if any(saved):
-                rule_state[s.fault.code] = saved
+        if self._states is not None:
+            for f, states in zip(faults, self._states):
+                saved = [_rules.state_snapshot(states[id(leaf)], self._now)
+                         for leaf in leaves(f.trigger) if id(leaf) in states]
+                if any(saved):
+                    rule_state[f.code] = saved
         return {
             "v": SNAPSHOT_VERSION,
             "model": self.model.id,
             "active": active,
-            "counters": {s.fault.code: s.count for s in self._slots if s.count},
+            "counters": {faults[i].code: s.count for i, s in enumerate(self._slots)
+                         if s is not None and s.count},
             "prev": dict(self._prev.values) if self._prev is not None else {},
             # stateful rules (unchanged_days): elapsed seconds, not clock readings
             "rule_state": rule_state,
@@ -196,13 +188,17 @@ class Interpreter:
             # costs at most one repeated "raised" per standing fault.
             return
         same_model = snap.get("model") == self.model.id
+        index = self._info.index
         for code, info in active.items():
-            slot = self._by_code.get(code) if same_model else None
-            if slot is None:
+            i = index.get(code) if same_model else None
+            if i is None:
                 # A code that left the catalogue, or any code of another model
                 # (ERR-1 on one model is not ERR-1 on the next): close it.
+                if not self._retired:
+                    self._retired = {}
                 self._retired[code] = info
                 continue
+            slot = self._slot(i)
             slot.active = True
             slot.since = info.get("since")
             slot.detail = dict(info.get("detail") or {})
@@ -210,22 +206,25 @@ class Interpreter:
         if not same_model:
             return
         for code, count in counters.items():
-            slot = self._by_code.get(code)
-            if slot is not None:
-                slot.count = max(0, min(count, slot.debounce - 1))
-        prev = {k: v for k, v in prev.items() if k in self._prev_fields}
+            i = index.get(code)
+            if i is not None:
+                count = max(0, min(count, self._info.debounce[i] - 1))
+                if count or self._slots[i] is not None:
+                    self._slot(i).count = count
+        prev = {k: v for k, v in prev.items() if k in self._info.prev_fields}
         if prev:
             self._prev = Reading(device=self.device, ok=True, values=prev)
         rule_state = snap.get("rule_state")
         if isinstance(rule_state, dict):
             for code, saved in rule_state.items():
-                slot = self._by_code.get(code)
-                if slot is None or not isinstance(saved, list):
+                i = index.get(code)
+                if i is None or not isinstance(saved, list):
                     continue
-                stateful = [leaf for leaf in leaves(slot.fault.trigger) if id(leaf) in slot.states]
+                states = self._states_of(i)
+                stateful = [leaf for leaf in leaves(self._info.faults[i].trigger) if id(leaf) in states]
                 for leaf, one in zip(stateful, saved):
                     if isinstance(one, dict):
-                        slot.states[id(leaf)].update(_rules.state_restore(one))
+                        states[id(leaf)].update(_rules.state_restore(one))
 
     # -- per poll ------------------------------------------------------------
 
@@ -240,16 +239,23 @@ class Interpreter:
                 events.append(self._event(
                     _retired_fault(code, info), "cleared", reading.ts,
                     {"reason": "not_in_model"}, info.get("since")))
-            self._retired = {}
+            self._retired = _NO_DETAIL
         # The stale rule measures silence from the first poll this process
         # saw when the device has never answered since.
         if reading.values or self._last_good is None:
             self._last_good = now
         prev, last_good = self._prev, self._last_good
-        for s in self._slots:
-            cond = s.test(reading, prev, last_good, now)
+        slots = self._slots
+        for i, test in enumerate(self._tests):
+            cond = test(reading, prev, last_good, now)
             if cond is None:
                 continue
+            s = slots[i]
+            if s is None:
+                if not cond:
+                    continue            # idle, and it agrees
+                s = self._slot_for(i)
+                slots = self._slots
             if s.flapping:
                 if cond:
                     s.false_since = None
@@ -257,10 +263,11 @@ class Interpreter:
                 if s.false_since is None:
                     s.false_since = now
                 if now - s.false_since >= self.flap_hold_s:
-                    detail = trigger_detail(s.fault.trigger, self.params, reading, prev, last_good,
-                                             now, s.states)
+                    fault = self._info.faults[i]
+                    detail = trigger_detail(fault.trigger, self.params, reading, prev, last_good,
+                                             now, self._states_of(i))
                     detail["flapping"] = True
-                    events.append(self._clear(s, reading.ts, detail))
+                    events.append(self._clear(s, fault, reading.ts, detail))
                 continue
             if cond == s.active:
                 if s.count:
@@ -268,16 +275,20 @@ class Interpreter:
                 continue
             s.count += 1
             self.counts_moved = True
-            if s.count < s.debounce:
+            if s.count < self._info.debounce[i]:
                 continue
             s.count = 0
-            detail = trigger_detail(s.fault.trigger, self.params, reading, prev, last_good, now,
-                                     s.states)
+            fault = self._info.faults[i]
+            detail = trigger_detail(fault.trigger, self.params, reading, prev, last_good, now,
+                                     self._states_of(i))
             if cond:
                 s.active, s.since, s.detail = True, reading.ts, detail
-                events.append(self._event(s.fault, "raised", reading.ts, detail, reading.ts))
+                events.append(self._event(fault, "raised", reading.ts, detail, reading.ts))
                 continue
-            s.clears.append(now)
+            if s.clears:
+                s.clears.append(now)
+            else:
+                s.clears = [now]
             horizon = now - self.flap_window_s
             if s.clears[0] < horizon:
                 s.clears = [t for t in s.clears if t >= horizon]
@@ -287,9 +298,10 @@ class Interpreter:
                 s.flapping, s.false_since = True, now
                 s.detail = {**s.detail, "flapping": True}
                 continue
-            events.append(self._clear(s, reading.ts, detail))
-        if self._prev_fields and reading.values:
-            fresh = {k: reading.values[k] for k in self._prev_fields if k in reading.values}
+            events.append(self._clear(s, fault, reading.ts, detail))
+        prev_fields = self._info.prev_fields
+        if prev_fields and reading.values:
+            fresh = {k: reading.values[k] for k in prev_fields if k in reading.values}
             if fresh:
                 if self._prev is None:
                     self._prev = Reading(device=self.device, ok=True, values=fresh,
@@ -309,20 +321,21 @@ class Interpreter:
         out = {code: {"since": info.get("since"), "flapping": bool(info.get("flapping")),
                       "detail": dict(info.get("detail") or {})}
                for code, info in self._retired.items()}
-        for s in self._slots:
-            if s.active:
-                out[s.fault.code] = {"since": s.since, "flapping": s.flapping, "detail": dict(s.detail)}
+        for i, s in enumerate(self._slots):
+            if s is not None and s.active:
+                out[self._info.faults[i].code] = {"since": s.since, "flapping": s.flapping,
+                                                  "detail": dict(s.detail)}
         return out
 
     # -- helpers -------------------------------------------------------------
 
-    def _clear(self, s: _Slot, ts: str, detail: dict) -> FaultEvent:
+    def _clear(self, s: _Slot, fault: Fault, ts: str, detail: dict) -> FaultEvent:
         since = s.since
-        s.active, s.since, s.detail = False, None, {}
+        s.active, s.since, s.detail = False, None, _NO_DETAIL
         s.flapping, s.false_since, s.count = False, None, 0
         if detail.get("flapping"):
-            s.clears.clear()
-        return self._event(s.fault, "cleared", ts, detail, since)
+            s.clears = _NO_CLEARS
+        return self._event(fault, "cleared", ts, detail, since)
 
     def _event(self, fault: Fault, state: str, ts: str, detail: dict, since: str | None) -> FaultEvent:
         return FaultEvent(device=self.device, model=self.model.id, code=fault.code, state=state,

@@ -14,7 +14,7 @@ from protocols.modbus.plan import Read
 GOOD = "good"
 
 
-@dataclass
+@dataclass(slots=True)           # one per poll, and a device's previous one
 class Reading:
     device: str
     ok: bool

@@ -141,6 +141,13 @@ def _canon(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
+def _same_json(value: Any, canon: str) -> bool:
+    try:
+        return _canon(value) == canon
+    except TypeError:                   # keys of mixed types cannot be sorted
+        return False
+
+
 def _looks_like_tinydb(data: Any) -> bool:
     return isinstance(data, dict) and all(isinstance(t, dict) for t in data.values())
 
@@ -200,33 +207,44 @@ class StateStore:
         """Store every key of items in one file write (one temp file, two
         fsyncs), and none at all when nothing changed; durable when this
         returns. Returns whether the file was written."""
-        # Round-trip through JSON so what we compare and keep is exactly what
-        # a reload would give (tuples become lists, etc.), and a value that
-        # cannot be stored fails here rather than half-way through a write.
-        new = {str(k): json.loads(json.dumps(v, ensure_ascii=False, allow_nan=False)) for k, v in items.items()}
+        # One parse of the file and one copy of each value at a time: the
+        # whole site's state once a minute (500 devices: 240 KB of JSON) was
+        # parsed twice and copied twice here, and the RSS kept the peak.
         with self._lock:
-            raw = (self._storage.read() or {}).get(table, {})
-            by_key = {doc.get("key"): (doc_id, doc) for doc_id, doc in raw.items() if isinstance(doc, dict)}
-            # compare as JSON: 1 == 1.0 == True in Python but not on disk
-            changed = {k: v for k, v in new.items()
-                       if k not in by_key or _canon(by_key[k][1].get("value")) != _canon(v)}
+            tables = self._storage.read() or {}
+            # TinyDB's own form of the ids (its _update_table does the same)
+            docs = {str(int(i)): d for i, d in tables.get(table, {}).items()}
+            by_key = {d.get("key"): i for i, d in docs.items() if isinstance(d, dict)}
+            next_id = max((int(i) for i in docs), default=0) + 1
+            changed = False
+            for k, v in items.items():
+                k = str(k)
+                # Round-trip through JSON so what we compare and keep is
+                # exactly what a reload would give (tuples become lists,
+                # etc.), and a value that cannot be stored fails here, before
+                # anything is written. Compared as JSON: 1 == 1.0 == True in
+                # Python but not on disk.
+                text = json.dumps(v, ensure_ascii=False, allow_nan=False)
+                canon = _canon(json.loads(text))
+                i = by_key.get(k)
+                if i is not None and _canon(docs[i].get("value")) == canon:
+                    continue
+                if i is None:
+                    i = by_key[k] = str(next_id)
+                    next_id += 1
+                # The caller's value goes into the file as it is when it
+                # encodes as its reload does (str keys): a copy of 500
+                # devices' values was 2 MB.
+                docs[i] = {"key": k, "value": v if _same_json(v, canon) else json.loads(text)}
+                changed = True
             if not changed:
                 return False
+            tables[table] = docs
+            self._storage.write(tables)
+            # what TinyDB's own writes do after a write; ids were assigned here
             t = self._db.table(table)
-
-            def update(docs: dict) -> None:
-                next_id = max((int(i) for i in docs), default=0) + 1
-                for k, v in changed.items():
-                    if k in by_key:
-                        docs[t.document_id_class(by_key[k][0])] = {"key": k, "value": v}
-                    else:
-                        docs[t.document_id_class(next_id)] = {"key": k, "value": v}
-                        next_id += 1
-
-            # TinyDB's one read-modify-write of a table (its insert and update
-            # use it too); tinydb is pinned below 5 in pyproject.toml.
-            t._update_table(update)
-            t._next_id = None  # ids were assigned here, not by TinyDB
+            t.clear_cache()
+            t._next_id = None
         return True
 
     def all(self, table: str) -> dict[str, Any]:

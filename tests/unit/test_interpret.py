@@ -461,6 +461,10 @@ def test_every_packaged_model_compiles_and_survives_silence(model_id):
     assert set(f.interp.active()) <= codes
 
 
+def compiled_test(interp: Interpreter, code: str):
+    return interp._tests[interp._info.index[code]]
+
+
 class TestSharedTests:
     """Devices of one model with the same params share the compiled test of a
     stateless fault (memory: 17 faults x 500 devices of closures); a stateful
@@ -471,8 +475,8 @@ class TestSharedTests:
 
     def test_same_params_share_a_stateless_test_other_params_do_not(self):
         a, b, c = make(max_flow_m3h=50.0), make(max_flow_m3h=50.0), make(max_flow_m3h=60.0)
-        assert a._by_code["FLOW-HIGH"].test is b._by_code["FLOW-HIGH"].test
-        assert a._by_code["FLOW-HIGH"].test is not c._by_code["FLOW-HIGH"].test
+        assert compiled_test(a, "FLOW-HIGH") is compiled_test(b, "FLOW-HIGH")
+        assert compiled_test(a, "FLOW-HIGH") is not compiled_test(c, "FLOW-HIGH")
         fa, fc = Feed(a), Feed(c)
         assert ("FLOW-HIGH", "raised") in fa.ok(flow_m3h=55.0)
         assert ("FLOW-HIGH", "raised") not in fc.ok(flow_m3h=55.0)
@@ -480,7 +484,7 @@ class TestSharedTests:
     def test_a_stateful_rule_is_never_shared(self):
         m = model("nc", self.NO_COUNT)
         still, moving = make(m, no_count_days=1), make(m, no_count_days=1)
-        assert still._by_code["NO-COUNT"].test is not moving._by_code["NO-COUNT"].test
+        assert compiled_test(still, "NO-COUNT") is not compiled_test(moving, "NO-COUNT")
         fs, fm = Feed(still, step_s=3600.0), Feed(moving, step_s=3600.0)
         raised = {"still": False, "moving": False}
         for hour in range(30):
@@ -490,5 +494,5 @@ class TestSharedTests:
 
     def test_unhashable_params_compile_per_device(self):
         a, b = make(tags=["x"]), make(tags=["x"])
-        assert a._by_code["FLOW-HIGH"].test is not b._by_code["FLOW-HIGH"].test
+        assert compiled_test(a, "FLOW-HIGH") is not compiled_test(b, "FLOW-HIGH")
         assert ("FLOW-HIGH", "raised") in Feed(a).ok(flow_m3h=45.0)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from gateway.site.state import AtomicJSONStorage, StateStore
+from gateway.site.state import AtomicJSONStorage, StateStore, render
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -110,6 +110,28 @@ def test_values_must_be_json(tmp_path):
     with pytest.raises(ValueError):
         s.put("t", "k", float("nan"))
     assert s.all("t") == {}
+
+
+def test_the_file_holds_what_a_reload_gives(tmp_path):
+    """Values go into the file as their JSON reload: tuples as lists, int
+    keys as strings, in the order of the strings; the store is compared
+    and rewritten as JSON, and the file is exactly TinyDB's form of it."""
+    p = tmp_path / "state.json"
+    s = StateStore(str(p))
+    odd = {"tuple": (1, 2.5), "ints": {2: "b", 10: "a"}, "mixed": {1: "x", "y": 2}, "zh": "阀门关闭"}
+    assert s.put_many("t", {"plain": {"a": [1, {"b": None}]}, "odd": odd, 7: 1})
+    want = {"plain": {"a": [1, {"b": None}]}, "odd": json.loads(json.dumps(odd)), "7": 1}
+    assert s.all("t") == want
+    assert StateStore(str(p)).all("t") == want
+    ids = {"1": "plain", "2": "odd", "3": "7"}
+    doc = {"t": {i: {"key": k, "value": want[k]} for i, k in ids.items()}}
+    assert json.loads(p.read_bytes()) == doc
+    assert p.read_bytes() == render(doc)
+    # 1 == 1.0 == True in Python, not on disk; an equal value is no write
+    n = s.writes
+    assert not s.put_many("t", {"odd": odd, "7": 1})
+    assert s.put_many("t", {"7": 1.0}) and s.writes == n + 1
+    assert s.put_many("t", {"7": True}) and StateStore(str(p)).get("t", "7") is True
 
 
 @pytest.mark.parametrize(
