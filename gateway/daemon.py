@@ -143,6 +143,7 @@ class Daemon:
     def _build(self) -> None:
         by_bus: dict[str, list[DeviceRuntime]] = {b.name: [] for b in self.cfg.buses}
         bus_cfg = {b.name: b for b in self.cfg.buses}
+        priors = self.state.all("devices")   # one parse of state.json, not one per device
         for dc in self.cfg.devices:
             if not dc.enabled:
                 continue
@@ -165,7 +166,7 @@ class Daemon:
             snap = self.outbox.kv_get(f"interp/{dc.name}")
             self.interps[dc.name] = Interpreter(model, dc.name, params, snap)
             self._snap_saved[dc.name] = snap or {}
-            prior = self.state.get("devices", dc.name) or {}
+            prior = priors.get(dc.name) or {}
             rt.last_values.update(prior.get("values", {}))
             rt.last_good_ts = prior.get("last_good_ts")
         for bc in self.cfg.buses:
@@ -223,11 +224,10 @@ class Daemon:
             self.control.observe(d, reading, events)   # history file, live watchers
 
     async def _persist(self) -> None:
-        """Interpreter snapshots that changed, and state.json (at most once a
-        minute: SD wear), PERSIST_CHUNK devices a loop turn: at 1,000 devices
-        one turn for all held the loop for ~15 ms. A chunk's snapshots are
-        handed over in the turn they are taken, so none lands after a newer
-        one from _sink. state.json is one atomic write, off the loop."""
+        """Snapshots that changed, and state.json (once a minute: SD wear),
+        PERSIST_CHUNK devices a loop turn (all in one held the loop ~15 ms at
+        1,000 devices). A chunk's snapshots are handed over in the turn they
+        are taken: none lands after a newer one from _sink."""
         self.commit.flush()
         names = list(self.runtimes)
         docs = {}
