@@ -207,9 +207,10 @@ class StateStore:
         """Store every key of items in one file write (one temp file, two
         fsyncs), and none at all when nothing changed; durable when this
         returns. Returns whether the file was written."""
-        # One parse of the file and one copy of each value at a time: the
-        # whole site's state once a minute (500 devices: 240 KB of JSON) was
-        # parsed twice and copied twice here, and the RSS kept the peak.
+        # One parse of the file, and a value's reload only while it is
+        # compared: the whole site's state once a minute (500 devices: 240 KB
+        # of JSON) was parsed twice and copied twice here, and the RSS kept
+        # the peak.
         with self._lock:
             tables = self._storage.read() or {}
             # TinyDB's own form of the ids (its _update_table does the same)
