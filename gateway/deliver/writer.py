@@ -302,13 +302,9 @@ class StoreWriter:
         if rows or kv:
             # puts first: a batch asked for in the same round sees them
             try:
-                parked = self._parked
-                if parked is not None and rows:
-                    taken = ob.put_encoded(rows, kv, take=parked[1])
-                    if taken:
-                        self._unpark(taken)
-                else:
-                    ob.put_encoded(rows, kv)
+                taken = ob.put_encoded(rows, kv, take=self._parked[1] if self._parked and rows else 0)
+                if taken:
+                    self._unpark(taken)
             except Exception:  # noqa: BLE001 - not bad input (that raised on the loop)
                 log.exception("store: %d message(s) could not be stored", len(rows))
         go_on = True
