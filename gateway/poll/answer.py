@@ -16,6 +16,8 @@ import time
 
 from pymodbus.framer.rtu import FramerRTU
 
+from .pacing import Pacing
+
 
 class Received:
     """The bytes received for the current request, as they came off the
@@ -28,29 +30,45 @@ class Received:
     chunk, so the raw chunks are taken at the protocol's data_received
     instead (one read per chunk, no copy of what came before)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pacing: Pacing | None = None) -> None:
         self.bytes = bytearray()
         self.last_mono = 0.0
+        self.reads = 0          # reads that brought bytes (diag, tests, bench)
+        self.pacing = pacing    # RTU only: fewer reads per answer (poll/pacing.py)
+        self._ctx = None
 
     def data(self) -> bytes:
         return bytes(self.bytes)
+
+    def take_waiting(self) -> None:
+        """Read now whatever waits in the port (a request timed out while
+        the reader stood down): a timeout is judged on every byte that came."""
+        if self.pacing is not None:
+            self.pacing.release(read=True)
 
     def trace(self, sending: bool, data: bytes) -> bytes:
         """pymodbus' trace_packet hook: a request going out starts afresh."""
         if sending:
             self.bytes.clear()
+            if self.pacing is not None:
+                self.pacing.sent(data, self._ctx.transport)
         return data
 
     def attach(self, client) -> None:
-        ctx = client.ctx
+        ctx = self._ctx = client.ctx
         received, decode = ctx.data_received, ctx.callback_data
+
+        pacing = self.pacing
 
         def data_received(data: bytes) -> None:
             self.bytes += data
             if len(self.bytes) > RX_KEEP:  # a flood: the answer, if any, is in the newest bytes
                 del self.bytes[:-RX_KEEP]
             self.last_mono = time.monotonic()
+            self.reads += 1
             received(data)
+            if pacing is not None:
+                pacing.received(self.bytes, len(data))
 
         def callback_data(data: bytes, addr=None) -> int:
             # pymodbus 3.16 raises out of its transport callback on a sound

@@ -31,6 +31,7 @@ from protocols.modbus.plan import Read, split
 from .access import BusAccess
 from .answer import Received, header_mismatch, stray_answer, wire_mismatch
 from .decode import Reading, decode_reads, failed
+from .pacing import Pacing
 from .portlock import PortLock
 from .runtime import UNAVAILABLE_AFTER, BusStats, DeviceRuntime
 from .schedule import Schedule, next_due
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 BEAT_MARGIN_S = 5.0     # watchdog: over a request's own timeout or a planned sleep
 IDLE_BEAT_S = 3600.0    # ... and for a bus with nothing scheduled
 T35_SLACK_S = 0.001
+MAX_RTU_FRAME = 256     # bytes (Modbus over serial line 2.5.1): the longest a second answer runs
 
 Sink = Callable[[DeviceRuntime, Reading], None]   # runs on the loop, soon after the poll
 
@@ -61,11 +63,13 @@ class Bus(BusAccess):
         self.sink = sink
         self.stats = BusStats()
         self.client = None
-        self._rx = Received()   # the bytes that came back for the current request
         # t3.5 (Modbus over serial line 2.5.1.1): 3.5 characters of silence,
         # fixed at 1.75 ms above 19200 baud
         bits = 1 + cfg.bytesize + (cfg.parity != "N") + cfg.stopbits
         self._t35 = 0.00175 if cfg.baudrate > 19200 else 3.5 * bits / cfg.baudrate
+        self._char_s = bits / cfg.baudrate
+        # the bytes that came back for the current request
+        self._rx = Received(Pacing(self._char_s, cfg.timeout_s) if cfg.kind != "tcp" else None)
         self._wake = asyncio.Event()
         self._diag: asyncio.Queue = asyncio.Queue()
         self._stopping = False
@@ -236,6 +240,7 @@ class Bus(BusAccess):
             if self.client is None or not self.client.connected:
                 self._close()
                 return "bus_down"
+            self._rx.take_waiting()
             if self._rx.bytes:
                 # pymodbus drops a sound frame from another unit id (or
                 # transaction), or with a function it cannot decode, and
@@ -263,14 +268,8 @@ class Bus(BusAccess):
             why = f"{len(regs)} registers"
         if why is None:
             if rtu:
-                # Through the master's 3.5-character silence after the answer,
-                # no second answer from this unit may come (answer.py says why).
-                # A timer wakes late by up to a millisecond here, and the
-                # line holds a request that comes early until t3.5 anyway:
-                # wake a millisecond short of it, so the bus loses no time.
-                if (quiet := self._rx.last_mono + self._t35 - T35_SLACK_S - time.monotonic()) > 0:
-                    await asyncio.sleep(quiet)
-            why = wire_mismatch(self._rx.data(), unit, fc, regs, rtu)
+                why = await self._quiet_line()
+            why = why or wire_mismatch(self._rx.data(), unit, fc, regs, rtu)
         if why is not None:
             log.debug("bus %s: unit %d %s read at %d x%d: answered with %s", self.cfg.name, unit,
                       read.function, read.address, read.count, why)
@@ -278,6 +277,22 @@ class Bus(BusAccess):
             return "mismatch"
         st.ok += 1
         return regs
+
+    async def _quiet_line(self) -> str | None:
+        """Wait out the 3.5-character silence after an answer: no second
+        answer from this unit may come through it (answer.py says why). If
+        bytes keep coming, wait until the line falls silent, so a second
+        answer sent back to back is judged whole, not by its first bytes.
+        A timer wakes late by up to a millisecond, and the line holds a
+        request that comes early until t3.5 anyway: wake a millisecond
+        short of it, so the bus loses no time."""
+        rx = self._rx
+        give_up = time.monotonic() + self._t35 + MAX_RTU_FRAME * self._char_s
+        while (quiet := rx.last_mono + self._t35 - T35_SLACK_S - time.monotonic()) > 0:
+            if time.monotonic() > give_up:
+                return "line not quiet"
+            await asyncio.sleep(quiet)
+        return None
 
     async def _poll(self, d: DeviceRuntime) -> None:
         if d.custom is not None:
