@@ -10,7 +10,8 @@ one character per character time. So once the answer has begun, the reader
 stands down until shortly before the rest can be there; the last characters
 are read as they come, so the t3.5 silence after the answer is still timed
 from its true end. And each read is one os.read of the port (pyserial's
-read wraps two selects around it).
+read wraps two selects around it). A request is written at once, not on
+the loop's next turn as pymodbus does (Pacing._write says why).
 
 Nothing is lost or reordered: the bytes wait in the kernel's buffer. A new
 request, the end of the wait, a timeout (`release`) and a close all end a
@@ -61,7 +62,7 @@ def answer_length(request: bytes) -> int | None:
 
 
 class Pacing:
-    """The reader of one bus's serial port while it is open. `sent` and
+    """The reader and writer of one bus's serial port while it is open. `sent` and
     `received` are called from the hooks in poll/answer.py."""
 
     def __init__(self, char_s: float, timeout_s: float) -> None:
@@ -74,6 +75,7 @@ class Pacing:
         self._serial = None
         self._fd = -1
         self._timer = None       # while standing down
+        self._queue_write = None  # pymodbus' own write, for what the port does not take
 
     def sent(self, request: bytes, transport) -> None:
         self.release()
@@ -93,6 +95,28 @@ class Pacing:
             return
         self._transport, self._serial, self._fd = transport, serial, fd
         transport.async_loop.add_reader(fd, self._read)
+        self._queue_write = transport.write
+        transport.write = self._write
+
+    def _write(self, data: bytes) -> None:
+        """Hand a request to the port at once. pymodbus' transport waits for
+        the loop's next turn, after what is queued on this one: the last
+        reading's processing (Bus._finish), so the line waited for it. A
+        request is a few bytes and the port's buffer is empty between
+        requests; what it does not take goes pymodbus' way."""
+        t = self._transport
+        if t is None or t.sync_serial is not self._serial or t.intern_write_buffer:
+            self._queue_write(data)
+            return
+        try:
+            n = os.write(self._fd, data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as exc:
+            t.close(exc=SerialException(f"write failed: {exc}"))
+            return
+        if n < len(data):
+            self._queue_write(data[n:])
 
     def _read(self) -> None:
         t = self._transport

@@ -48,6 +48,7 @@ class Slave(threading.Thread):
         tty.setraw(self.fd)
         self.answers: list[bytes] = []
         self.requests = 0
+        self.arrived: list[float] = []          # monotonic time each request was in
         self.stop = False
 
     def run(self) -> None:
@@ -62,6 +63,7 @@ class Slave(threading.Thread):
             while len(buf) >= 8:
                 buf = buf[8:]
                 self.requests += 1
+                self.arrived.append(time.monotonic())
                 if self.answers:
                     os.write(self.fd, self.answers.pop(0))
 
@@ -89,6 +91,7 @@ def line():
         # let what follows an answer (a second one, junk) pass before the next case
         loop.run_until_complete(asyncio.sleep(0.15))
         return out, bus._rx.reads - reads0
+    ask.loop, ask.slave = loop, slave
     yield ask, bus, escaped
     bus.close()
     loop.run_until_complete(asyncio.sleep(0.01))
@@ -138,3 +141,30 @@ def test_a_paced_read_judges_every_answer_as_an_unpaced_one(line, name):
     assert escaped == []
     # and the next honest answer is read whole, nothing of this one left over
     assert ask(honest())[0] == REGS
+
+
+def test_the_next_request_is_on_the_line_while_the_last_reading_is_processed(line):
+    """Bus._finish queues the reading's processing (decode to MQTT) and goes
+    straight on to the next request, so that the line loses no time to the
+    pipeline. pymodbus writes a request on the loop's next turn, after that
+    processing; the port's writer (poll/pacing.py) writes it at once."""
+    ask, bus, escaped = line
+    assert ask(honest())[0] == REGS
+    slow = {}
+
+    def processing() -> None:            # a slow pipeline, blocking the loop
+        slow["start"] = time.monotonic()
+        time.sleep(0.3)
+        slow["end"] = time.monotonic()
+
+    async def finish_then_next_request():
+        asyncio.get_running_loop().call_soon(processing)   # as Bus._finish does
+        return await bus._request(1, READ)
+
+    ask.slave.answers.append(honest())
+    n0 = len(ask.slave.arrived)
+    assert ask.loop.run_until_complete(finish_then_next_request()) == REGS
+    sent = ask.slave.arrived[n0]
+    # the request went out before the processing ended, not after it
+    assert sent < slow["end"], (sent - slow["start"], slow["end"] - slow["start"])
+    assert escaped == []
