@@ -87,7 +87,7 @@ async def amain(a) -> dict:
                                                 timeout=a.timeout, retries=0, reconnect_delay=0))
     else:
         clients.append(AsyncModbusSerialClient(a.serial, framer=FramerType.RTU, baudrate=a.baud,
-                                               bytesize=8, parity="N", stopbits=1,
+                                               bytesize=8, parity="N", stopbits=2,
                                                timeout=a.timeout, retries=0, reconnect_delay=0))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

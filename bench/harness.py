@@ -306,9 +306,12 @@ def gateway_config(work: Path, gw_id: str, broker_port: int, buses: list[dict],
         lines += ["[[bus]]", f'name = "{b["name"]}"', f'port = "{b["port"]}"',
                   f'timeout_s = {b.get("timeout_s", 1.0)}']
         if not b["port"].startswith("tcp://"):
-            # A pty refuses parity (docs/simulators.md): 8N1 on the pty; the
-            # wire emulator still times 11-bit characters.
-            lines += [f'baudrate = {b["baudrate"]}', 'parity = "N"', "stopbits = 1"]
+            # A pty may refuse parity (docs/simulators.md): 8N2, whose
+            # 11-bit characters are what the wire emulator times (as 8E1).
+            # The gateway times t3.5 and its paced reads by the character
+            # time it is configured with, as on a site, where the line's
+            # settings must match or nothing is understood.
+            lines += [f'baudrate = {b["baudrate"]}', 'parity = "N"', "stopbits = 2"]
         lines.append("")
     for d in devices:
         lines += ["[[device]]", f'name = "{d["name"]}"', f'bus = "{d["bus"]}"', f'unit = {d["unit"]}',
