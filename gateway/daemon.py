@@ -11,12 +11,12 @@ raise a fault twice nor lose a clear. The publisher task drains the outbox to
 the broker and deletes a message only when the broker acknowledges it.
 
 The field tools (control socket, MQTT commands) are not imported here: the
-command line hands the daemon an `attach` factory (gateway/field/control.py),
-so the dependency points from the tools to the daemon, never back.
+command line hands the daemon an `attach` factory (gateway/field/control.py).
 """
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -328,8 +328,7 @@ class Daemon:
         self.commit = GroupCommit(self.outbox, self.publisher.wake)
         self.announcer = self._announcer()
         self.control = self.attach(self) if self.attach is not None else None
-        # The MQTT topics the daemon answers: the field tools' commands and,
-        # with door controllers, the retained card registry.
+        # The MQTT topics it answers: field tools' commands, the door card registry
         listeners = [x for x in (self.control, self.doors) if x is not None and x.subscriptions]
 
         def on_message(topic: str, payload: bytes) -> None:
@@ -361,6 +360,7 @@ class Daemon:
             tasks.append(asyncio.create_task(self.doors.run(), name="doors"))  # daily expiry reminder
         tasks += [asyncio.create_task(c, name="watchdog") for c in self.service.tasks()]
         await asyncio.sleep(0)   # every task has started
+        gc.freeze()   # start-up's objects live as long as we do: a full collection skips them
         self.service.ready(self.summary())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
