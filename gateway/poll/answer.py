@@ -16,7 +16,7 @@ import time
 
 from pymodbus.framer.rtu import FramerRTU
 
-from .pacing import Pacing
+from .pacing import Pacing, frame_length
 
 
 class Received:
@@ -130,24 +130,19 @@ RX_KEEP = 2048
 
 def rtu_frames(rx: bytes, unit: int, answered: bool) -> list[bytes]:
     """CRC-valid RTU frames in the bytes received for one request, found
-    by their own layout (an exception is 5 bytes, FC01-04 5 + byte count,
-    FC05/06/15/16 8). Once pymodbus has `answered`, only this unit's frames
-    count. Without an answer, any unit's count, and a frame of this unit
-    with a function pymodbus cannot decode runs to the end of the bytes (a
-    slave's answer ends the traffic). Bounded: the last RX_SCAN bytes."""
+    by their own layout (frame_length). Once pymodbus has `answered`, only
+    this unit's frames count. Without an answer, any unit's count, and a
+    frame of this unit with a function pymodbus cannot decode runs to the
+    end of the bytes (a slave's answer ends the traffic). Bounded: the last
+    RX_SCAN bytes."""
     rx = rx[-RX_SCAN:]
     out = []
     i = 0
     while i + 4 <= len(rx):
-        f = rx[i + 1]
         if answered and rx[i] != unit:
             n = 0
-        elif f & 0x80:
-            n = 5
-        elif f in (1, 2, 3, 4):
-            n = 5 + rx[i + 2]
-        elif f in (5, 6, 15, 16):
-            n = 8
+        elif (known := frame_length(rx, i)) is not None:
+            n = known
         else:
             n = len(rx) - i if rx[i] == unit and not answered else 0
         adu = rx[i:i + n]

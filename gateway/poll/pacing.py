@@ -61,6 +61,20 @@ def answer_length(request: bytes) -> int | None:
     return None
 
 
+def frame_length(b: bytes, i: int = 0) -> int | None:
+    """Bytes in the RTU answer frame that starts at b[i], by its layout: an
+    exception is 5 bytes, FC01-04 5 + byte count, FC05/06/15/16 8. None for
+    a layout not known here. FC01-04 needs the byte count in b."""
+    f = b[i + 1]
+    if f & 0x80:
+        return 5
+    if f in (1, 2, 3, 4):
+        return 5 + b[i + 2]
+    if f in (5, 6, 15, 16):
+        return 8
+    return None
+
+
 class Pacing:
     """The reader and writer of one bus's serial port while it is open. `sent` and
     `received` are called from the hooks in poll/answer.py."""
@@ -139,16 +153,13 @@ class Pacing:
         need = self._need
         if need is None or self._timer is not None or chunk > SMALL_READ or len(rx) < 2:
             return
-        fc = rx[1]
-        if fc & 0x80:
-            return                                   # an exception answer: 5 bytes
-        if fc in (1, 2, 3, 4):
-            if len(rx) >= 3:
-                need = min(need, 5 + rx[2])
-        elif fc in (5, 6, 15, 16):
-            need = min(need, 8)
-        else:
-            return                                   # a layout not known here: read as it comes
+        if rx[1] & 0x80:
+            return                                   # an exception answer: 5 bytes, as they come
+        if len(rx) >= 3 or rx[1] not in (1, 2, 3, 4):   # else the request's length, until the count is in
+            n = frame_length(rx)
+            if n is None:
+                return                               # a layout not known here: read as it comes
+            need = min(need, n)
         now = time.monotonic()
         wait = (need - len(rx) - TAIL_CHARS - chunk) * self.char_s - TIMER_SLACK_S
         wait = min(wait, self._deadline - now)
