@@ -31,6 +31,7 @@ from protocols.modbus.plan import Read, split
 from .access import BusAccess
 from .answer import Received, header_mismatch, stray_answer, wire_mismatch
 from .decode import Reading, decode_reads, failed
+from .finetimer import FineTimer
 from .pacing import Pacing
 from .portlock import PortLock
 from .runtime import UNAVAILABLE_AFTER, BusStats, DeviceRuntime
@@ -74,6 +75,10 @@ class Bus(BusAccess):
         self._diag: asyncio.Queue = asyncio.Queue()
         self._stopping = False
         self._backoff = 0.5
+        # serial: times the t3.5 wait (poll/finetimer.py); made at the first
+        # wait, None where the system has no timerfd
+        self._fine: FineTimer | None = None
+        self._fine_tried = False
 
     # -- public ------------------------------------------------------------
 
@@ -124,6 +129,9 @@ class Bus(BusAccess):
                 await self._sleep(first.next_due - now if first is not None else None)
         finally:
             self._close()
+            if self._fine is not None:
+                self._fine.close()
+            self._fine, self._fine_tried = None, False
 
     # -- connection --------------------------------------------------------
 
@@ -283,15 +291,22 @@ class Bus(BusAccess):
         answer from this unit may come through it (answer.py says why). If
         bytes keep coming, wait until the line falls silent, so a second
         answer sent back to back is judged whole, not by its first bytes.
-        A timer wakes late by up to a millisecond, and the line holds a
-        request that comes early until t3.5 anyway: wake a millisecond
-        short of it, so the bus loses no time."""
+        Wake T35_SLACK_S short of t3.5: the next request takes the bus a
+        fraction of a millisecond to write, and the last byte was read some
+        time after it left the wire, so it still goes out after the line's
+        own t3.5 (docs/operations.md). The wait is timed on a timerfd
+        (poll/finetimer.py); asyncio's timer wakes up to a millisecond late."""
         rx = self._rx
         give_up = time.monotonic() + self._t35 + MAX_RTU_FRAME * self._char_s
+        if not self._fine_tried:
+            self._fine, self._fine_tried = FineTimer.create(), True
         while (quiet := rx.last_mono + self._t35 - T35_SLACK_S - time.monotonic()) > 0:
             if time.monotonic() > give_up:
                 return "line not quiet"
-            await asyncio.sleep(quiet)
+            if self._fine is not None:
+                await self._fine.sleep_until(rx.last_mono + self._t35 - T35_SLACK_S)
+            else:
+                await asyncio.sleep(quiet)
         return None
 
     async def _poll(self, d: DeviceRuntime) -> None:

@@ -168,3 +168,28 @@ def test_the_next_request_is_on_the_line_while_the_last_reading_is_processed(lin
     # the request went out before the processing ended, not after it
     assert sent < slow["end"], (sent - slow["start"], slow["end"] - slow["start"])
     assert escaped == []
+
+
+def test_the_silence_after_an_answer_is_timed_on_the_fine_timer(line):
+    ask, bus, escaped = line
+    if bus._fine is None:
+        pytest.skip("no timerfd here")
+    fired0 = bus._fine.fired
+    assert ask(honest())[0] == REGS
+    assert bus._fine.fired > fired0
+
+
+@pytest.mark.parametrize("name", ["a second answer back to back", "another unit"])
+def test_without_a_timerfd_the_bus_waits_on_asyncio_and_judges_the_same(line, name):
+    """Where the system has no timerfd (FineTimer.create() is None), the
+    silence is waited out on asyncio's timer, as before."""
+    ask, bus, escaped = line
+    saved = bus._fine, bus._fine_tried
+    bus._fine, bus._fine_tried = None, True
+    try:
+        answer, expected = CASES[name]
+        assert ask(answer)[0] == expected
+        assert ask(honest())[0] == REGS
+    finally:
+        bus._fine, bus._fine_tried = saved
+    assert escaped == []
