@@ -293,7 +293,12 @@ def rtu(ctx: Ctx, label: str, who: str, baud: int, devices: int, *, warm: float,
                slave_wait_share=(s1["slave_wait_s"] - s0["slave_wait_s"]) / dt,
                overlaps=s1["overlaps"] - s0["overlaps"],
                frame_end_late_p99_ms=(s1["frame_end_late_p99_s"] or 0) * 1000,
-               frame_end_late_max_ms=(s1["frame_end_late_max_s"] or 0) * 1000)
+               frame_end_late_max_ms=(s1["frame_end_late_max_s"] or 0) * 1000,
+               # each request's arrival at the line less the earliest it could
+               # start (> 0: the free line waited), over the emulator's whole run
+               request_late_ms={k: (s1.get(f"request_late_{k}_s") or 0) * 1000
+                                for k in ("p50", "p90", "p99", "max")},
+               request_late_share=s1.get("request_late_share"))
     return res
 
 

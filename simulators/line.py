@@ -19,6 +19,8 @@ DEFAULT_CHUNK_S = 0.001
 # Bounds on what one frame and one queue may hold: a runaway writer is cut.
 MAX_FRAME_BYTES = 4096
 MAX_PENDING_FRAMES = 64
+# How many of the master's latest frames keep their lateness (a bench window's worth).
+LATENESS_SAMPLES = 8192
 
 
 
@@ -111,6 +113,9 @@ class Line:
         self.idle_from = -math.inf
         self.last_side: int | None = None
         self.stats = Stats()
+        # per master frame: its arrival less the earliest it could start
+        # (> 0: the free line waited for it; < 0: it came early and was held)
+        self.master_late: deque[float] = deque(maxlen=LATENESS_SAMPLES)
 
     def offer(self, side: int, data: bytes, now: float) -> None:
         a = self.active
@@ -182,6 +187,8 @@ class Line:
                 # The line was free and this side had nothing to say: time
                 # lost to the master (gateway overhead) or to a slow slave.
                 st.waited_s[f.side] += max(0.0, f.arrival - earliest)
+                if f.side == MASTER:
+                    self.master_late.append(f.arrival - earliest)
             if st.first is None:
                 st.first = start
             self.active = f

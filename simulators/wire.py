@@ -102,10 +102,14 @@ class WireEmulator:
 
     def snapshot(self) -> dict:
         lat = sorted(self.late)
+        req = sorted(self.line.master_late)
 
-        def q(p: float) -> float | None:
+        def q(p: float, lat: list[float] = lat) -> float | None:
             return lat[min(len(lat) - 1, int(len(lat) * p))] if lat else None
         d = self.line.stats.as_dict()
+        d.update({f"request_late_{k}_s": q(p, req) for k, p in
+                  (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))})
+        d["request_late_share"] = sum(x > 0 for x in req) / len(req) if req else None
         d.update({"t": time.monotonic(), "started": self.started,
                   "baudrate": self.line.spec.baudrate, "bits": self.line.spec.bits,
                   "turnaround_s": self.line.spec.turnaround_s, "t35_s": self.line.spec.t35_s,

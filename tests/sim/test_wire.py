@@ -130,6 +130,19 @@ def test_a_late_master_is_counted_as_waiting():
     line.offer(MASTER, REQ, 1.0)        # the line was free since 8 cs + t3.5
     drain(line, 2.0)
     assert line.stats.waited_s[MASTER] == pytest.approx(1.0 - 8 * s.char_s - s.t35_s)
+    assert list(line.master_late) == [pytest.approx(1.0 - 8 * s.char_s - s.t35_s)]
+
+
+def test_an_early_request_is_held_and_its_lead_recorded():
+    s = LineSpec(9600, 11)
+    line = Line(s)
+    line.offer(MASTER, REQ, 0.0)
+    end = len(REQ) * s.char_s
+    drain(line, end)
+    line.offer(MASTER, REQ, end + 0.001)        # 3 ms before t3.5 is over
+    assert drain(line, end + s.t35_s) == []
+    assert list(line.master_late) == [pytest.approx(0.001 - s.t35_s)]
+    assert line.stats.waited_s[MASTER] == 0.0
 
 
 def test_bytes_written_while_the_frame_is_on_the_wire_continue_it():
