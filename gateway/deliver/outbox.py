@@ -145,6 +145,11 @@ class Outbox(Store):
             self._inflight.add(rid)
         return out
 
+    def nothing_waits(self) -> bool:
+        """Every stored row is in flight or acked, and memory holds nothing:
+        a batch asked for now would be empty (no query needed to say so)."""
+        return not self._held and sum(self._c.n) == len(self._inflight) + len(self._acks)
+
     def _stored_event_waits(self) -> bool:
         """An event stored before the held ones has no seq yet: the held
         events wait behind it, or alarms would reach the broker out of order."""

@@ -337,7 +337,8 @@ class StoreWriter:
         kind = op.kind
         if kind == "next":
             limit, wait = op.args
-            batch = ob.next_batch(limit)
+            # the publisher asks again as soon as a batch is out: mostly nothing waits
+            batch = [] if wait and ob.nothing_waits() else ob.next_batch(limit)
             if batch or not wait:
                 self._answer(op.fut, batch)
             else:

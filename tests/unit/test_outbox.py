@@ -369,6 +369,25 @@ def test_acks_are_batched_but_bounded(path):
     assert raw_count(path) == 8
 
 
+def test_pending_acks_are_deleted_in_the_next_puts_transaction(path):
+    """At a few polls a second each put is its own commit: the acked rows
+    ride with it instead of costing a commit (and an SD-card sync) of their own."""
+    ob = Outbox.open(path)
+    ob.put([tel(0), tel(1)])
+    sent = ob.next_batch(2)
+    for p in sent:
+        ob.ack(p.id)
+    assert raw_count(path) == 2          # deferred: fewer than ACK_FLUSH_COUNT, not yet old
+    trace: list[str] = []
+    ob._db.set_trace_callback(trace.append)
+    ob.put([tel(2)])
+    ob._db.set_trace_callback(None)
+    assert raw_count(path) == 1
+    assert trace.count("COMMIT") == 1
+    assert [b["i"] for b in drain(ob)] == [2]
+    ob.close()
+
+
 def test_a_late_ack_never_deletes_a_newer_row(path):
     ob = Outbox.open(path)
     ob.put([tel(0)])
@@ -745,3 +764,21 @@ def test_put_with_take_gives_nothing_while_the_disk_is_full(full_store):
     sent = ob.next_batch(1000)
     assert "held" in [body(p)["i"] for p in sent]
     assert [p.seq for p in sent] == sorted({p.seq for p in sent})
+
+
+def test_nothing_waits_says_when_a_batch_would_be_empty(path):
+    ob = Outbox.open(path)
+    assert ob.nothing_waits() and ob.next_batch(10) == []
+    ob.put([tel(0), tel(1)])
+    assert not ob.nothing_waits()
+    sent = ob.next_batch(1)
+    assert not ob.nothing_waits()          # one still waits
+    sent += ob.next_batch(1)
+    assert ob.nothing_waits() and ob.next_batch(10) == []
+    ob.ack(sent[0].id)
+    assert ob.nothing_waits()
+    ob.release_inflight()                  # a disconnect: the unacked one waits again
+    assert not ob.nothing_waits()
+    assert [b["i"] for b in drain(ob)] == [1]
+    assert ob.nothing_waits()
+    ob.close()
