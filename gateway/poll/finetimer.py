@@ -13,6 +13,12 @@ through ctypes (the standard library has os.timerfd_create only from Python
 3.13). Where that fails (not Linux, a libc without it), `create` returns
 None and the bus waits on asyncio's own timer as before.
 
+The timer is armed relative to now, not at an absolute time: a process
+whose clocks are faked (libfaketime, in the clock-jump tests) shifts
+absolute deadlines. And an asyncio timer FALLBACK_S later stands behind
+every wait: a timerfd that does not fire (whatever the reason) costs one
+wait that much, after which the timer keeps to asyncio's.
+
 The syscalls (timerfd_create, timerfd_settime) are in systemd's @timer
 group, which the unit's @system-service allows.
 """
@@ -20,11 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import logging
 import math
 import os
+import time
 
 CLOCK_MONOTONIC = 1         # what time.monotonic() reads on Linux
-TFD_TIMER_ABSTIME = 1
+FALLBACK_S = 0.05
+
+log = logging.getLogger(__name__)
 TFD_NONBLOCK = os.O_NONBLOCK
 TFD_CLOEXEC = getattr(os, "O_CLOEXEC", 0o2000000)
 
@@ -61,6 +71,7 @@ class FineTimer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fut: asyncio.Future | None = None
         self.fired = 0      # times a wait ended on the timer (tests)
+        self.broken = ""    # why waits went back to asyncio's timer, if they did
 
     @classmethod
     def create(cls) -> "FineTimer | None":
@@ -76,22 +87,41 @@ class FineTimer:
     async def sleep_until(self, when: float) -> None:
         """Return once time.monotonic() >= when."""
         loop = asyncio.get_running_loop()
+        delay = when - time.monotonic()
+        if self.broken:
+            await asyncio.sleep(max(0.0, delay))
+            return
         if self._loop is not loop:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(self._fd)
             loop.add_reader(self._fd, self._expired)
             self._loop = loop
-        frac, sec = math.modf(max(when, 1e-9))
+        ns = max(1, math.ceil(delay * 1e9))
         value = self._spec.it_value
-        value.tv_sec, value.tv_nsec = int(sec), min(999_999_999, math.ceil(frac * 1e9))
-        if self._settime(self._fd, TFD_TIMER_ABSTIME, ctypes.byref(self._spec), None) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
+        value.tv_sec, value.tv_nsec = divmod(ns, 1_000_000_000)
+        if self._settime(self._fd, 0, ctypes.byref(self._spec), None) != 0:
+            self._give_up(f"timerfd_settime: {os.strerror(ctypes.get_errno())}")
+            await asyncio.sleep(max(0.0, delay))
+            return
         fut = self._fut = loop.create_future()
+        backup = loop.call_later(max(0.0, delay) + FALLBACK_S, self._late, fut)
         try:
             await fut
         finally:
             self._fut = None
+            backup.cancel()
+        while time.monotonic() < when:   # never early, whatever woke us
+            await asyncio.sleep(when - time.monotonic())
+
+    def _late(self, fut: asyncio.Future) -> None:
+        if not fut.done():
+            self._give_up("the timerfd did not fire")
+            fut.set_result(None)
+
+    def _give_up(self, why: str) -> None:
+        self.broken = why
+        log.warning("fine timer: %s; serial silences are timed on asyncio's timer "
+                    "(up to 1 ms late) from now on", why)
 
     def _expired(self) -> None:
         try:

@@ -77,3 +77,23 @@ def test_close_gives_the_descriptor_back_and_a_new_loop_can_use_a_timer():
     t.close()
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+def test_a_timer_that_never_fires_costs_one_wait_then_asyncio_takes_over():
+    """A timerfd that does not fire (libfaketime shifting its deadline, say)
+    must not hang the bus: here one armed by a settime that arms nothing."""
+    real = FineTimer.create()
+    t = FineTimer(os.dup(real._fd), lambda *_a: 0)
+    real.close()
+
+    async def main():
+        when = time.monotonic() + 0.001
+        await asyncio.wait_for(t.sleep_until(when), 5)
+        first = time.monotonic() - when
+        when = time.monotonic() + 0.001
+        await asyncio.wait_for(t.sleep_until(when), 5)
+        return first, time.monotonic() - when
+    first, second = run(main())
+    assert t.broken == "the timerfd did not fire" and t.fired == 0
+    assert first >= 0 and second >= 0
+    t.close()
