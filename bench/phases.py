@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -260,6 +261,7 @@ def rtu(ctx: Ctx, label: str, who: str, baud: int, devices: int, *, warm: float,
         time.sleep(warm)
         if proc.poll() is not None:
             raise RuntimeError(f"{label}: {who} exited early")
+        wire.send_signal(signal.SIGUSR1)     # request lateness: this window only
         s0, c0, m0 = wire_stats(stats), cpu_s(proc.pid), machine_jiffies()
         time.sleep(window)
         s1, c1, m1 = wire_stats(stats), cpu_s(proc.pid), machine_jiffies()
@@ -295,7 +297,7 @@ def rtu(ctx: Ctx, label: str, who: str, baud: int, devices: int, *, warm: float,
                frame_end_late_p99_ms=(s1["frame_end_late_p99_s"] or 0) * 1000,
                frame_end_late_max_ms=(s1["frame_end_late_max_s"] or 0) * 1000,
                # each request's arrival at the line less the earliest it could
-               # start (> 0: the free line waited), over the emulator's whole run
+               # start (> 0: the free line waited), over the window
                request_late_ms={k: (s1.get(f"request_late_{k}_s") or 0) * 1000
                                 for k in ("p50", "p90", "p99", "max")},
                request_late_share=s1.get("request_late_share"))

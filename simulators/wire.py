@@ -29,7 +29,8 @@ refuses parity can still stand in for an 8E1 line (`char_bits=11`).
 
 Run standalone: `python -m simulators.wire --baud 9600 --bits 11 --dir D`
 prints one JSON line with the two pty paths and serves until SIGTERM;
-`--stats FILE` rewrites the counters there twice a second (JSON).
+`--stats FILE` rewrites the counters there twice a second (JSON); SIGUSR1
+starts the requests' lateness samples afresh (a measuring window begins).
 """
 from __future__ import annotations
 
@@ -240,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         _link(where["slave"], emu.slave_path)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: emu.stop())
+    # a measuring window starts: the request lateness is counted afresh
+    signal.signal(signal.SIGUSR1, lambda *_: emu.line.master_late.clear())
     print(json.dumps({**where, "baudrate": spec.baudrate, "bits": spec.bits, "sched": sched,
                       "t35_s": spec.t35_s, "char_s": spec.char_s}), flush=True)
     try:
