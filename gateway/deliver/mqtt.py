@@ -7,7 +7,8 @@ outbox hands the unacknowledged messages out again (same seq), so there is one
 retransmission path, not two.
 
 paho's socket is driven by the asyncio loop itself (its external-loop hooks:
-add_reader, add_writer, loop_misc once a second), not by a thread of its
+add_reader, a write at the loop's next turn or add_writer when the socket
+is full, loop_misc once a second), not by a thread of its
 own: a publish is written at the loop's next turn with the rest of its
 batch, with no thread to wake per message and no hop back per PUBACK, and
 every callback runs on the loop. Only the blocking connect (TCP, TLS
@@ -133,7 +134,18 @@ class MqttLink:
                 pass   # the descriptor is already closed
 
     def _want_write(self, client: paho.Client, sock) -> None:
+        # Write on the loop's next turn instead of waiting to hear that the
+        # socket is writable, which it nearly always is: per publish that was
+        # two epoll_ctl calls and a turn of the loop. What the socket does not
+        # take waits for it to be writable.
         if client.socket() is sock:
+            self._loop.call_soon(self._write_soon, client, sock)
+
+    def _write_soon(self, client: paho.Client, sock) -> None:
+        if client.socket() is not sock or sock.fileno() < 0:
+            return      # dropped meanwhile (_drop wrote what it had to)
+        client.loop_write()
+        if client.want_write() and client.socket() is sock:
             self._loop.add_writer(sock, client.loop_write)
 
     def _wrote(self, sock) -> None:
