@@ -75,10 +75,8 @@ class Bus(BusAccess):
         self._diag: asyncio.Queue = asyncio.Queue()
         self._stopping = False
         self._backoff = 0.5
-        # serial: times the t3.5 wait (poll/finetimer.py); made at the first
-        # wait, None where the system has no timerfd
+        # serial: times the t3.5 wait (poll/finetimer.py); made at the first wait
         self._fine: FineTimer | None = None
-        self._fine_tried = False
 
     # -- public ------------------------------------------------------------
 
@@ -131,7 +129,7 @@ class Bus(BusAccess):
             self._close()
             if self._fine is not None:
                 self._fine.close()
-            self._fine, self._fine_tried = None, False
+                self._fine = None
 
     # -- connection --------------------------------------------------------
 
@@ -292,21 +290,19 @@ class Bus(BusAccess):
         bytes keep coming, wait until the line falls silent, so a second
         answer sent back to back is judged whole, not by its first bytes.
         Wake T35_SLACK_S short of t3.5: the next request takes the bus a
-        fraction of a millisecond to write, and the last byte was read some
-        time after it left the wire, so it still goes out after the line's
-        own t3.5 (docs/operations.md). The wait is timed on a timerfd
-        (poll/finetimer.py); asyncio's timer wakes up to a millisecond late."""
+        fraction of a millisecond to write, and a real port reads the last
+        byte some time after it left the wire, so on a site it still goes
+        out after the line's own t3.5 (docs/operations.md). The wait is timed
+        on a timerfd (poll/finetimer.py): asyncio's timer wakes up to a
+        millisecond late."""
         rx = self._rx
         give_up = time.monotonic() + self._t35 + MAX_RTU_FRAME * self._char_s
-        if not self._fine_tried:
-            self._fine, self._fine_tried = FineTimer.create(), True
-        while (quiet := rx.last_mono + self._t35 - T35_SLACK_S - time.monotonic()) > 0:
+        if self._fine is None:
+            self._fine = FineTimer.create()
+        while (until := rx.last_mono + self._t35 - T35_SLACK_S) > time.monotonic():
             if time.monotonic() > give_up:
                 return "line not quiet"
-            if self._fine is not None:
-                await self._fine.sleep_until(rx.last_mono + self._t35 - T35_SLACK_S)
-            else:
-                await asyncio.sleep(quiet)
+            await self._fine.sleep_until(until)
         return None
 
     async def _poll(self, d: DeviceRuntime) -> None:

@@ -10,8 +10,8 @@ on a saturated bus (docs/performance.md, the wire figures).
 A Linux timerfd has nanosecond resolution and wakes the same epoll as any
 file: the loop sleeps until it fires, no sooner, never spinning. It is made
 through ctypes (the standard library has os.timerfd_create only from Python
-3.13). Where that fails (not Linux, a libc without it), `create` returns
-None and the bus waits on asyncio's own timer as before.
+3.13). Where that fails (not Linux, a libc without it), the timer is made
+`broken` and waits on asyncio's own timer, as the bus did before.
 
 The timer is armed relative to now, not at an absolute time: a process
 whose clocks are faked (libfaketime, in the clock-jump tests) shifts
@@ -32,11 +32,11 @@ import os
 import time
 
 CLOCK_MONOTONIC = 1         # what time.monotonic() reads on Linux
+TFD_NONBLOCK = os.O_NONBLOCK
+TFD_CLOEXEC = getattr(os, "O_CLOEXEC", 0o2000000)
 FALLBACK_S = 0.05
 
 log = logging.getLogger(__name__)
-TFD_NONBLOCK = os.O_NONBLOCK
-TFD_CLOEXEC = getattr(os, "O_CLOEXEC", 0o2000000)
 
 
 class _Timespec(ctypes.Structure):
@@ -74,15 +74,14 @@ class FineTimer:
         self.broken = ""    # why waits went back to asyncio's timer, if they did
 
     @classmethod
-    def create(cls) -> "FineTimer | None":
+    def create(cls) -> "FineTimer":
+        """A timer on a new timerfd; without one, a timer that is asyncio's."""
         fns = _libc()
-        if fns is None:
-            return None
-        create, settime = fns
-        fd = create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
+        fd = -1 if fns is None else fns[0](CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
+        timer = cls(fd, fns[1] if fns else None)
         if fd < 0:
-            return None
-        return cls(fd, settime)
+            timer.broken = "no timerfd here"
+        return timer
 
     async def sleep_until(self, when: float) -> None:
         """Return once time.monotonic() >= when."""
