@@ -201,9 +201,10 @@ class Outbox(Store):
         self._seq += 1
         return self._seq - 1
 
-    def ack(self, id: int) -> None:
+    def ack(self, id: int, flush: bool = True) -> None:
         """PUBACK for a message from next_batch. The delete may be deferred
-        (batched); a crash before it only causes a bounded duplicate."""
+        (batched; flush=False: to the next transaction, a put's); a crash
+        before it only causes a bounded duplicate."""
         id = self._alias.pop(id, id)
         self._inflight.discard(id)
         if id < 0:
@@ -212,7 +213,8 @@ class Outbox(Store):
         if not self._acks:
             self._acks_since = time.monotonic()
         self._acks.append(id)
-        self._maybe_flush_acks()
+        if flush:
+            self._maybe_flush_acks()
 
     def release_inflight(self) -> None:
         """After a disconnect: in-flight messages go back to the queue and are

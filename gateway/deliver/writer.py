@@ -28,36 +28,31 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.site.state import StateStore
 
 from .outbox import Outbox
-from .outbox_rows import NAMES, Message, Priority, Row, encode, encode_kv
+from .outbox_rows import NAMES, Message, Priority, encode, encode_kv
+from .rounds import Batch, Rounds, _Op  # noqa: F401 - Batch: next_batch's answer
 from .statefile import StateWrites
 
 log = logging.getLogger(__name__)
 
-WINDOW_S = 0.05          # puts handed over within this window share one transaction
+# Puts handed over within this window share one transaction. A commit with
+# its hand-overs costs the two threads about a millisecond of CPU here, so
+# on a slow serial bus (a poll every 90 ms) a short window was a commit per
+# poll and half the gateway's CPU. A put with an event ends it at once: an
+# alarm waits for no window.
+WINDOW_S = 0.2
 MAX_PENDING = 500        # ... or fewer, once this many messages are waiting
 # Messages waiting for the thread, at most. Above it the thread is stuck on
 # a dying card: readings and state are dropped (counted), events still wait.
 MAX_QUEUED = 20_000
-SNAPSHOT_EVERY_S = 0.2   # stats() for status and diag: fresh enough, and not a query per round
 SYNC_TIMEOUT_S = 10.0
 
 
-@dataclass
-class _Op:
-    kind: str
-    args: tuple = ()
-    fut: Any = None                       # asyncio or concurrent future for an answer
-    rows: list[Row] = field(default_factory=list)
-    kv: dict[str, str] = field(default_factory=dict)
-
-
-class StoreWriter:
+class StoreWriter(Rounds):
     """The outbox (and state.json) behind one thread; the loop's side.
 
     Has the outbox's API, minus waiting: put, ack, release_inflight, flush
@@ -85,6 +80,8 @@ class StoreWriter:
         self.commits = 0
         self._snap_at = 0.0
         self._parked: tuple[Any, int] | None = None   # the publisher's waiting batch (fut, limit)
+        self._back: list[tuple[Callable, tuple]] = []   # for the loop, handed over once per round
+        self.rounds = 0
         ready: concurrent.futures.Future = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, args=(open_outbox, ready), name="edgegw-store",
                                         daemon=True)
@@ -98,7 +95,7 @@ class StoreWriter:
 
     # -- the loop's side ------------------------------------------------------
 
-    def _submit(self, op: _Op, urgent: bool = False) -> bool:
+    def _submit(self, op: _Op, urgent: bool = False, lazy: bool = False) -> bool:
         with self._cv:
             if self._closed:
                 return False
@@ -107,7 +104,7 @@ class StoreWriter:
             # Acks ride with the next round (a batch, a put, the housekeeping
             # flush): waking the thread for each PUBACK would cost more than
             # the ack itself. A release wakes it: it answers a waiting batch.
-            wake = op.kind not in ("put", "ack") or (op.kind == "put" and self._put_since is None)
+            wake = not lazy and op.kind not in ("put", "ack") or (op.kind == "put" and self._put_since is None)
             if op.kind == "put" and self._put_since is None:
                 self._put_since = time.monotonic()
             self._pending += len(op.rows)
@@ -139,7 +136,7 @@ class StoreWriter:
         if not rows and not kvj:
             return
         self._kv.update(kvj)  # the running process reads its own writes
-        if not self._submit(_Op("put", rows=rows, kv=kvj)):
+        if not self._submit(_Op("put", rows=rows, kv=kvj), urgent=any(r.prio == Priority.EVENT for r in rows)):
             log.warning("store closed: %d message(s) not stored", len(rows))
 
     def commit_soon(self) -> None:
@@ -152,15 +149,16 @@ class StoreWriter:
         raw = self._kv.get(key)
         return default if raw is None else json.loads(raw)
 
-    def next_batch(self, limit: int, wait: bool = False) -> asyncio.Future:
-        """Awaitable: the next messages to send (see Outbox.next_batch).
+    def next_batch(self, limit: int, wait: bool = False, lazy: bool = False) -> asyncio.Future:
+        """Awaitable: the next messages to send (see Outbox.next_batch), a Batch.
 
         wait=True, with nothing to send: the answer waits for the next put,
         whose messages then get their seqs in the storing commit (one synced
         commit, one hand-over back) or for a disconnect, close or unpark()
-        ([] then)."""
+        ([] then). lazy=True, after a drained batch: the request waits for
+        the thread's next round, which a put, release or retry starts anyway."""
         fut = self._loop.create_future()
-        if not self._submit(_Op("next", (limit, wait), fut)):
+        if not self._submit(_Op("next", (limit, wait), fut), lazy=lazy and wait):
             fut.set_result([])
         return fut
 
@@ -240,8 +238,8 @@ class StoreWriter:
 
     def _take(self) -> list[_Op]:
         """The next round: everything once the oldest put's window is over (or
-        something urgent came); before that, only what is not a put, so a
-        batch or an ack never waits for the window."""
+        something urgent came); before that, only what is not a put or an
+        ack, so a batch never waits for the window."""
         with self._cv:
             while True:
                 if self._seq_waiting:
@@ -256,9 +254,10 @@ class StoreWriter:
                         self._put_since = None
                         self._urgent = False
                         return ops
-                    others = [op for op in self._ops if op.kind != "put"]
+                    # acks wait with the puts: they ride in their transaction
+                    others = [op for op in self._ops if op.kind not in ("put", "ack")]
                     if others:
-                        self._ops = deque(op for op in self._ops if op.kind == "put")
+                        self._ops = deque(op for op in self._ops if op.kind in ("put", "ack"))
                         return others
                     self._cv.wait(since + WINDOW_S - time.monotonic())
                 else:
@@ -272,125 +271,12 @@ class StoreWriter:
             ready.set_exception(exc)
             return
         self._ob = ob
-        while True:
+        go_on = True
+        while go_on:
             ops = self._take()
+            self.rounds += 1
             try:
-                if not self._round(ops):
-                    return
+                go_on = self._round(ops)
             except Exception:  # noqa: BLE001 - the store's thread must outlive any one bug
                 log.exception("store: unexpected error")
-
-    def _serve_seqs(self) -> None:
-        with self._cv:
-            waiting, self._seq_waiting = self._seq_waiting, []
-        for fut in waiting:
-            try:
-                fut.set_result(self._ob.reserve_seq())
-            except Exception as exc:  # noqa: BLE001
-                log.exception("store: seq failed")
-                fut.set_exception(exc)
-
-    def _round(self, ops: list[_Op]) -> bool:
-        self._serve_seqs()
-        ob = self._ob
-        rows: list[Row] = []
-        kv: dict[str, str] = {}
-        for op in ops:
-            if op.kind == "put":
-                rows.extend(op.rows)
-                kv.update(op.kv)
-        if rows or kv:
-            # puts first: a batch asked for in the same round sees them
-            try:
-                taken = ob.put_encoded(rows, kv, take=self._parked[1] if self._parked and rows else 0)
-                if taken:
-                    self._unpark(taken)
-            except Exception:  # noqa: BLE001 - not bad input (that raised on the loop)
-                log.exception("store: %d message(s) could not be stored", len(rows))
-        go_on = True
-        for op in ops:
-            self._serve_seqs()   # a blocked loop comes before queued work
-            try:
-                go_on = self._do(op)
-            except Exception as exc:  # noqa: BLE001
-                log.exception("store: %s failed", op.kind)
-                self._answer(op.fut, exc=exc)
-            if not go_on:
-                break  # closed: nothing is queued after a close
-        else:
-            if self._parked is not None and (rows or any(op.kind in ("ack", "retry") for op in ops)):
-                batch = ob.next_batch(self._parked[1])   # room freed, or memory-held events
-                if batch:
-                    self._unpark(batch)
-            now = time.monotonic()
-            if now - self._snap_at >= SNAPSHOT_EVERY_S or ob.health != self._snap.get("health"):
-                self._snap = ob.stats()
-                self._snap_at = now
-        if rows:
-            self.commits += 1
-            for fn in self._listeners:
-                self._call(fn)
-        return go_on
-
-    def _do(self, op: _Op) -> bool:
-        ob = self._ob
-        kind = op.kind
-        if kind == "next":
-            limit, wait = op.args
-            # the publisher asks again as soon as a batch is out: mostly nothing waits
-            batch = [] if wait and ob.nothing_waits() else ob.next_batch(limit)
-            if batch or not wait:
-                self._answer(op.fut, batch)
-            else:
-                self._unpark([])
-                self._parked = (op.fut, limit)
-        elif kind == "unpark":
-            if self._parked is not None:
-                self._unpark(ob.next_batch(self._parked[1]))
-        elif kind == "ack":
-            ob.ack(*op.args)
-        elif kind == "release":
-            self._unpark([])   # before the release: what it got would be dropped
-            ob.release_inflight()
-        elif kind == "flush":
-            ob.flush()
-        elif kind == "retry":
-            ob.retry()
-        elif kind == "seq":
-            self._answer(op.fut, ob.reserve_seq())
-        elif kind == "state":
-            self._states.write()
-        elif kind == "close":
-            self._unpark([])
-            self._serve_seqs()
-            self._states.write()
-            ob.flush()
-            last = ob.stats()
-            ob.close()
-            self._states.close()
-            self._snap = {**last, "inflight": 0}
-            self._answer(op.fut, True)
-            return False
-        return True
-
-    def _unpark(self, batch: list) -> None:
-        if self._parked is not None:
-            fut, self._parked = self._parked[0], None
-            self._answer(fut, batch)
-
-    def _call(self, fn: Callable, *args) -> None:
-        try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:
-            pass  # the loop is closed: nobody is waiting any more
-
-    def _answer(self, fut, result=None, exc: BaseException | None = None) -> None:
-        def settle() -> None:
-            if not fut.done():
-                fut.set_exception(exc) if exc is not None else fut.set_result(result)
-
-        if isinstance(fut, concurrent.futures.Future):
-            settle()
-        elif fut is not None:
-            self._call(settle)
-
+            self._hand_back()

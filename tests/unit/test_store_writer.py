@@ -13,6 +13,7 @@ import pytest
 
 from gateway.deliver.commit import GroupCommit
 from gateway.deliver.outbox import Message, Outbox, Priority
+from gateway.deliver import writer
 from gateway.deliver.writer import StoreWriter
 from gateway.site.state import StateStore
 
@@ -376,5 +377,125 @@ def test_a_waiting_batch_comes_in_the_storing_commit(tmp_path):
         await asyncio.sleep(0.1)
         assert seen[before:].count("COMMIT") == 1, seen[before:]
         await w.aclose()
+
+    run(main())
+
+
+def test_an_event_is_stored_at_once_not_at_the_end_of_the_window(tmp_path, monkeypatch):
+    """Readings wait for the group commit's window; an alarm does not (the
+    fault-to-event latency is the poll's own, plus one commit)."""
+    monkeypatch.setattr(writer, "WINDOW_S", 60.0)
+
+    async def main():
+        w = StoreWriter(lambda: Outbox.open(str(tmp_path / "o.db")), asyncio.get_running_loop())
+        done = listen(w)
+        w.put([tel(1)])
+        await asyncio.sleep(0.3)
+        assert w.commits == 0            # a reading waits for the window (60 s here)
+        w.put([ev(2)])
+        await committed(done)            # an event ends it at once, readings and all
+        assert w.commits == 1
+        batch = await w.next_batch(10)
+        assert [json.loads(p.payload)["i"] for p in batch] == [1, 2]
+        await w.aclose()
+
+    run(main())
+
+
+def test_a_drained_batch_lets_the_publisher_wait_without_waking_the_thread(tmp_path):
+    """A batch says whether it took everything that waited. If it did, the
+    next wait=True request is left for the thread's next round (lazy): no
+    wake-up of the thread to learn that nothing waits, and the next put's
+    messages still come in the commit that stores them."""
+    path = str(tmp_path / "outbox.db")
+
+    async def main():
+        seen: list[str] = []
+
+        def opener():
+            ob = Outbox.open(path)
+            ob._db.set_trace_callback(seen.append)
+            return ob
+
+        w = StoreWriter(opener, asyncio.get_running_loop())
+        done = listen(w)
+        w.put([tel(1), tel(2)])
+        await committed(done)
+        first = await w.next_batch(1)
+        assert len(first) == 1 and not first.drained
+        rest = await w.next_batch(10)
+        assert [json.loads(p.payload)["i"] for p in rest] == [2] and rest.drained
+        await asyncio.sleep(0.1)           # the thread is back asleep
+        rounds = w.rounds
+        fut = w.next_batch(10, wait=True, lazy=True)
+        await asyncio.sleep(0.2)
+        assert not fut.done() and w.rounds == rounds   # the thread was not woken for it
+        before = len(seen)
+        w.put([tel(3)])
+        batch = await asyncio.wait_for(fut, 5)
+        assert [p.seq for p in batch] == [3] and batch.drained
+        await asyncio.sleep(0.1)
+        assert seen[before:].count("COMMIT") == 1, seen[before:]
+        await w.aclose()
+
+    run(main())
+
+
+def test_a_round_wakes_the_loop_once(tmp_path):
+    """The commit's listeners and the answer to a waiting batch go back to
+    the loop in one hand-over (one write to its self-pipe, one wake-up)."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        calls = []
+        real = loop.call_soon_threadsafe
+
+        def counting(fn, *args, **kw):
+            calls.append(fn)
+            return real(fn, *args, **kw)
+
+        loop.call_soon_threadsafe = counting
+        w = StoreWriter(lambda: Outbox.open(str(tmp_path / "o.db")), loop)
+        done = listen(w)
+        fut = w.next_batch(10, wait=True)
+        await asyncio.sleep(0.1)
+        n = len(calls)
+        w.put([tel(1)])
+        assert len(await asyncio.wait_for(fut, 5)) == 1
+        await committed(done)
+        assert len(calls) - n == 1, calls[n:]
+        await w.aclose()
+
+    run(main())
+
+
+def test_acks_ride_in_the_next_puts_transaction(tmp_path):
+    """Acks handed over before a put are deleted in the put's transaction,
+    however many: no commit (no sync of the SD card) of their own."""
+    path = str(tmp_path / "outbox.db")
+
+    async def main():
+        seen: list[str] = []
+
+        def opener():
+            ob = Outbox.open(path)
+            ob._db.set_trace_callback(seen.append)
+            return ob
+
+        w = StoreWriter(opener, asyncio.get_running_loop())
+        done = listen(w)
+        w.put([tel(i) for i in range(60)])
+        await committed(done)
+        batch = await w.next_batch(100)
+        assert len(batch) == 60
+        await asyncio.sleep(0.1)
+        before = len(seen)
+        for p in batch:
+            w.ack(p.id)
+        w.put([tel(60)])
+        await committed(done)
+        assert seen[before:].count("COMMIT") == 1, seen[before:]
+        await w.aclose()
+        db = sqlite3.connect(path)
+        assert db.execute("SELECT count(*) FROM msg").fetchone()[0] == 1
 
     run(main())
