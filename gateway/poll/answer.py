@@ -12,6 +12,8 @@ for the next request if it arrives while that one is pending.
 """
 from __future__ import annotations
 
+import functools
+import struct
 import time
 
 from pymodbus.framer.rtu import FramerRTU
@@ -92,13 +94,18 @@ def header_mismatch(rr, unit: int, fc: int) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)   # one per register count: 1..125
+def _registers(n: int) -> struct.Struct:
+    return struct.Struct(f">{n}H")
+
+
 def wire_mismatch(rx: bytes, unit: int, fc: int, regs: list[int], rtu: bool) -> str | None:
     """The frame on the wire must be the honest one for `regs` (pymodbus
     ignores a stray byte), and on a serial line the only answer this unit
     gave (two slaves on one address, or a stale answer taken for this one:
     neither can be trusted). Modbus/TCP has transaction ids: pymodbus drops
     a stale or repeated answer there."""
-    body = bytes([unit, fc, 2 * len(regs)]) + b"".join(r.to_bytes(2, "big") for r in regs)
+    body = bytes((unit, fc, 2 * len(regs))) + _registers(len(regs)).pack(*regs)
     if not rtu:
         return None if len(body).to_bytes(2, "big") + body in rx else "byte count"
     if len(rx) == len(body) + 2 and rx.startswith(body):
