@@ -43,10 +43,12 @@ SEQ_RESERVE = 1_000
 class Outbox(Store):
     """Durable ordered queue; see docs/dev/interfaces.md for the contract."""
 
-    def next_batch(self, limit: int) -> list[Pending]:
+    def next_batch(self, limit: int, flush_acks: bool = True) -> list[Pending]:
         """Oldest messages not in flight, at most the free part of the in-flight
-        window. A message gets its seq here at first send (persisted first)."""
-        self._maybe_flush_acks()
+        window. A message gets its seq here at first send (persisted first).
+        flush_acks=False: acks' deletes wait for the next put (StoreWriter)."""
+        if flush_acks:
+            self._maybe_flush_acks()
         room = min(limit, self.inflight_max - len(self._inflight))
         if room <= 0:
             return []

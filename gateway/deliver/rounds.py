@@ -55,14 +55,18 @@ class Rounds:
             if op.kind == "put":
                 rows.extend(op.rows)
                 kv.update(op.kv)
+        # A put is stored in this round or the next: acks are applied now (the
+        # in-flight window frees at once) and their deletes ride in its
+        # transaction, with no commit of their own.
+        self._riding = bool(rows or kv) or self._put_waiting
+        acked = any(op.kind == "ack" for op in ops)
         for op in ops:
             # asked for before these puts came, with nothing waiting: they are the answer
             if op.kind == "next" and op.args[1] and ob.nothing_waits():
                 self._unpark([])
                 self._parked, op.kind = (op.fut, op.args[0]), "done"
-            # acks ride in the puts' transaction: no commit of their own
-            elif op.kind == "ack" and (rows or kv):
-                ob.ack(*op.args, flush=False)
+            elif op.kind == "ack":
+                ob.ack(*op.args, flush=not self._riding)
                 op.kind = "done"
         if rows or kv:
             # puts first: a batch asked for in the same round sees them
@@ -83,8 +87,8 @@ class Rounds:
             if not go_on:
                 break  # closed: nothing is queued after a close
         else:
-            if self._parked is not None and (rows or any(op.kind in ("ack", "retry") for op in ops)):
-                batch = ob.next_batch(self._parked[1])   # room freed, or memory-held events
+            if self._parked is not None and (rows or acked or any(op.kind == "retry" for op in ops)):
+                batch = ob.next_batch(self._parked[1], flush_acks=not self._riding)   # room freed, or held events
                 if batch:
                     self._unpark(batch)
             now = time.monotonic()
@@ -103,7 +107,7 @@ class Rounds:
         if kind == "next":
             limit, wait = op.args
             # the publisher asks again as soon as a batch is out: mostly nothing waits
-            batch = [] if wait and ob.nothing_waits() else ob.next_batch(limit)
+            batch = [] if wait and ob.nothing_waits() else ob.next_batch(limit, flush_acks=not self._riding)
             if batch or not wait:
                 self._answer(op.fut, self._batch(batch))
             else:
@@ -112,8 +116,6 @@ class Rounds:
         elif kind == "unpark":
             if self._parked is not None:
                 self._unpark(ob.next_batch(self._parked[1]))
-        elif kind == "ack":
-            ob.ack(*op.args)
         elif kind == "release":
             self._unpark([])   # before the release: what it got would be dropped
             ob.release_inflight()

@@ -82,6 +82,7 @@ class StoreWriter(Rounds):
         self._parked: tuple[Any, int] | None = None   # the publisher's waiting batch (fut, limit)
         self._back: list[tuple[Callable, tuple]] = []   # for the loop, handed over once per round
         self.rounds = 0
+        self._put_waiting = False   # a put waits for its window (set by _take)
         ready: concurrent.futures.Future = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, args=(open_outbox, ready), name="edgegw-store",
                                         daemon=True)
@@ -238,8 +239,8 @@ class StoreWriter(Rounds):
 
     def _take(self) -> list[_Op]:
         """The next round: everything once the oldest put's window is over (or
-        something urgent came); before that, only what is not a put or an
-        ack, so a batch never waits for the window."""
+        something urgent came); before that, only what is not a put, so a
+        batch or an ack never waits for the window."""
         with self._cv:
             while True:
                 if self._seq_waiting:
@@ -253,11 +254,12 @@ class StoreWriter(Rounds):
                         self._queued = 0
                         self._put_since = None
                         self._urgent = False
+                        self._put_waiting = False
                         return ops
-                    # acks wait with the puts: they ride in their transaction
-                    others = [op for op in self._ops if op.kind not in ("put", "ack")]
+                    others = [op for op in self._ops if op.kind != "put"]
                     if others:
-                        self._ops = deque(op for op in self._ops if op.kind in ("put", "ack"))
+                        self._ops = deque(op for op in self._ops if op.kind == "put")
+                        self._put_waiting = True   # acks' deletes wait for it (rounds.py)
                         return others
                     self._cv.wait(since + WINDOW_S - time.monotonic())
                 else:

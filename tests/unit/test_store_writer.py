@@ -499,3 +499,43 @@ def test_acks_ride_in_the_next_puts_transaction(tmp_path):
         assert db.execute("SELECT count(*) FROM msg").fetchone()[0] == 1
 
     run(main())
+
+
+def test_acks_free_the_in_flight_window_at_once_while_a_window_is_open(tmp_path, monkeypatch):
+    """Regression (the full bench of 2026-12-01, 1,000 devices: 81 of 180
+    fault events late or never there): acks that waited for the put's
+    window to end kept the outbox's in-flight window full, so no more than
+    one window's worth of in-flight messages went out per commit window.
+    Acks are applied when they come; only their deletes wait for the put."""
+    monkeypatch.setattr(writer, "WINDOW_S", 60.0)
+    path = str(tmp_path / "outbox.db")
+
+    async def main():
+        seen: list[str] = []
+
+        def opener():
+            ob = Outbox.open(path, inflight=10)
+            ob._db.set_trace_callback(seen.append)
+            return ob
+
+        w = StoreWriter(opener, asyncio.get_running_loop())
+        done = listen(w)
+        w.put([tel(i) for i in range(30)])
+        w.commit_soon()
+        await committed(done)
+        first = await w.next_batch(10)
+        assert len(first) == 10                 # the in-flight window is full
+        w.put([tel(30)])                        # a reading opens a 60 s window
+        await asyncio.sleep(0.1)
+        before = len(seen)
+        for p in first:
+            w.ack(p.id)
+        second = await asyncio.wait_for(w.next_batch(10), 5)
+        assert [json.loads(p.payload)["i"] for p in second] == list(range(10, 20))
+        assert not any(q.startswith("DELETE") for q in seen[before:])   # the deletes wait for the put
+        w.commit_soon()
+        await committed(done)
+        assert any(q.startswith("DELETE") for q in seen[before:])
+        await w.aclose()
+
+    run(main())
