@@ -45,7 +45,10 @@ log = logging.getLogger(__name__)
 # poll and half the gateway's CPU. A put with an event ends it at once: an
 # alarm waits for no window.
 WINDOW_S = 0.2
-MAX_PENDING = 500        # ... or fewer, once this many messages are waiting
+# ... or shorter, once this many messages wait: a busy gateway commits as
+# often as before (every 50 ms at 500 polls a second). 500 kept a 200 ms
+# window's puts waiting in memory: +1.7 MB RSS at 500 devices, no CPU saved.
+MAX_PENDING = 25
 # Messages waiting for the thread, at most. Above it the thread is stuck on
 # a dying card: readings and state are dropped (counted), events still wait.
 MAX_QUEUED = 20_000

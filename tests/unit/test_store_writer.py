@@ -539,3 +539,22 @@ def test_acks_free_the_in_flight_window_at_once_while_a_window_is_open(tmp_path,
         await w.aclose()
 
     run(main())
+
+
+def test_a_window_ends_once_enough_messages_wait(tmp_path, monkeypatch):
+    """A busy gateway does not hold a whole window's readings in memory."""
+    monkeypatch.setattr(writer, "WINDOW_S", 60.0)
+
+    async def main():
+        w = StoreWriter(lambda: Outbox.open(str(tmp_path / "o.db")), asyncio.get_running_loop())
+        done = listen(w)
+        for i in range(writer.MAX_PENDING - 1):
+            w.put([tel(i)])
+        await asyncio.sleep(0.2)
+        assert w.commits == 0
+        w.put([tel(writer.MAX_PENDING)])
+        await committed(done)
+        assert w.commits == 1
+        await w.aclose()
+
+    run(main())
