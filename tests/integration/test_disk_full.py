@@ -182,12 +182,14 @@ def test_full_disk_drains_everything_in_order_and_recovers(tmp_path):
         wait_until(lambda: outbox_health(cfg) == ("ok", 0) or _live_and_ok(sub, cfg), 45,
                    "the backlog to drain and health to return to ok", 1.0)
         note("drained, health ok")
-        # The filler and the squeeze stay: the state flush 60 s after the
-        # start cannot write state.json. By then every edge the simulator
-        # will cause has happened too.
+        # The filler and the squeeze stay, and whatever the gateway gave back
+        # to drain (its ballast, outbox_space.py) is taken again: the state
+        # flush 60 s after the start cannot write state.json. By then every
+        # edge the simulator will cause has happened too.
+        fs.squeeze()
+        assert fs.free() == 0
         wait_until(lambda: time.monotonic() - t_start > TOGGLE_UNTIL + 4
                    and time.monotonic() - t_gw > STATE_FLUSH_S + 3, 60, "the state flush and the last edge")
-        assert fs.free() == 0
         wait_until(lambda: _live_and_ok(sub, cfg), 20, "the last edges to be delivered", 1.0)
         time.sleep(1.0)
         assert stop_proc(gw) == 0
