@@ -3,6 +3,7 @@ simulator on pseudo-terminals, `edgegw run` as a process, and an MQTT
 subscriber that records what arrives. Every wait is bounded."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -354,3 +355,23 @@ def outbox_kv(state_dir: Path, key: str):
     finally:
         db.close()
     return None if row is None else json.loads(row[0])
+
+
+def mqtt_link(broker: Broker, client_id: str, on_ack, on_up=lambda: None, on_down=lambda: None):
+    """The gateway's MqttLink to a test broker (imported here, not at the
+    top: most tests never touch the gateway's MQTT side)."""
+    from gateway.deliver.mqtt import MqttLink
+    from gateway.site.config.types import MqttCfg
+    cfg = MqttCfg(host="127.0.0.1", port=broker.port, client_id=client_id, topic_prefix="t",
+                  keepalive=60, username=None, password=None, tls=None, qos=1)
+    return MqttLink(cfg, will=lambda: ("t/status", b"offline"), on_up=on_up, on_down=on_down, on_ack=on_ack)
+
+
+async def connected(link, timeout: float = 10.0) -> asyncio.Task:
+    """Start the link's task and wait until it is connected."""
+    task = asyncio.ensure_future(link.run())
+    deadline = time.monotonic() + timeout
+    while not link.connected:
+        assert time.monotonic() < deadline, "no MQTT connection"
+        await asyncio.sleep(0.05)
+    return task

@@ -132,9 +132,16 @@ class Publisher:
         return False
 
     async def drain(self, timeout: float) -> None:
-        """On shutdown: give the broker a moment to acknowledge what is in flight."""
+        """On shutdown: send what is stored and give the broker a moment to
+        acknowledge it, within `timeout`. Not only what is in flight: with
+        a small in-flight window the last group commit's readings go out
+        one window at a time."""
         deadline = time.monotonic() + timeout
-        while self.inflight and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            if not self.inflight:
+                await self.pump()
+                if not self.inflight:
+                    return            # nothing more to send
             await asyncio.sleep(0.05)
 
     def stop(self) -> None:

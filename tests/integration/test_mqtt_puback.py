@@ -10,9 +10,7 @@ import paho.mqtt._packet as paho_packet
 import pytest
 
 from gateway.deliver import mqtt
-from gateway.deliver.mqtt import MqttLink
-from gateway.site.config.types import MqttCfg
-from tests.support import Broker
+from tests.support import Broker, connected, mqtt_link
 
 pytestmark = pytest.mark.integration
 
@@ -25,18 +23,10 @@ def test_every_publish_is_acked_once_without_paho_decoding_the_pubacks(tmp_path,
     monkeypatch.setattr(paho_packet, "decode_puback", lambda *a: decoded.append(a) or real(*a))
     broker = Broker(tmp_path).start()
     acked: list[int] = []
-    cfg = MqttCfg(host="127.0.0.1", port=broker.port, client_id="edgegw-puback-test", topic_prefix="t",
-                  keepalive=60, username=None, password=None, tls=None, qos=1)
-    link = MqttLink(cfg, will=lambda: ("t/status", b"offline"), on_up=lambda: None,
-                    on_down=lambda: None, on_ack=acked.append)
+    link = mqtt_link(broker, "edgegw-puback-test", on_ack=acked.append)
 
     async def main():
-        task = asyncio.ensure_future(link.run())
-        for _ in range(200):
-            if link.connected:
-                break
-            await asyncio.sleep(0.05)
-        assert link.connected
+        task = await connected(link)
         mids = [link.publish(f"t/m/{i}", b'{"i":%d}' % i, 1, False) for i in range(N)]
         assert None not in mids
         for _ in range(200):

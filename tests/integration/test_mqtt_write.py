@@ -9,9 +9,7 @@ import signal
 
 import pytest
 
-from gateway.deliver.mqtt import MqttLink
-from gateway.site.config.types import MqttCfg
-from tests.support import Broker
+from tests.support import Broker, connected, mqtt_link
 
 pytestmark = pytest.mark.integration
 
@@ -22,18 +20,10 @@ PAYLOAD = b"x" * 65536          # 7.5 MB in all: far more than loopback's socket
 def test_a_full_socket_waits_for_the_broker_and_loses_nothing(tmp_path):
     broker = Broker(tmp_path).start()
     acked: list[int] = []
-    cfg = MqttCfg(host="127.0.0.1", port=broker.port, client_id="edgegw-write-test", topic_prefix="t",
-                  keepalive=60, username=None, password=None, tls=None, qos=1)
-    link = MqttLink(cfg, will=lambda: ("t/status", b"offline"), on_up=lambda: None,
-                    on_down=lambda: None, on_ack=acked.append)
+    link = mqtt_link(broker, "edgegw-write-test", on_ack=acked.append)
 
     async def main():
-        task = asyncio.ensure_future(link.run())
-        for _ in range(200):
-            if link.connected:
-                break
-            await asyncio.sleep(0.05)
-        assert link.connected
+        task = await connected(link)
         broker.proc.send_signal(signal.SIGSTOP)
         try:
             mids = [link.publish(f"t/big/{i}", PAYLOAD, 1, False) for i in range(N)]
