@@ -39,6 +39,18 @@ def listen(writer):
     return done
 
 
+def traced_writer(path: str, **kw) -> tuple[StoreWriter, list[str]]:
+    """A writer whose connection records every statement it runs (the
+    trace is set on the store's thread, which owns the connection)."""
+    seen: list[str] = []
+
+    def opener():
+        ob = Outbox.open(path, **kw)
+        ob._db.set_trace_callback(seen.append)
+        return ob
+    return StoreWriter(opener, asyncio.get_running_loop()), seen
+
+
 async def committed(done):
     await asyncio.wait_for(done.wait(), 5)
     done.clear()
@@ -360,14 +372,7 @@ def test_a_waiting_batch_comes_in_the_storing_commit(tmp_path):
     path = str(tmp_path / "outbox.db")
 
     async def main():
-        seen: list[str] = []
-
-        def opener():   # runs on the store's thread, which owns the connection
-            ob = Outbox.open(path)
-            ob._db.set_trace_callback(seen.append)
-            return ob
-
-        w = StoreWriter(opener, asyncio.get_running_loop())
+        w, seen = traced_writer(path)
         fut = w.next_batch(10, wait=True)
         await asyncio.sleep(0.1)
         before = len(seen)
@@ -410,14 +415,7 @@ def test_a_drained_batch_lets_the_publisher_wait_without_waking_the_thread(tmp_p
     path = str(tmp_path / "outbox.db")
 
     async def main():
-        seen: list[str] = []
-
-        def opener():
-            ob = Outbox.open(path)
-            ob._db.set_trace_callback(seen.append)
-            return ob
-
-        w = StoreWriter(opener, asyncio.get_running_loop())
+        w, seen = traced_writer(path)
         done = listen(w)
         w.put([tel(1), tel(2)])
         await committed(done)
@@ -474,14 +472,7 @@ def test_acks_ride_in_the_next_puts_transaction(tmp_path):
     path = str(tmp_path / "outbox.db")
 
     async def main():
-        seen: list[str] = []
-
-        def opener():
-            ob = Outbox.open(path)
-            ob._db.set_trace_callback(seen.append)
-            return ob
-
-        w = StoreWriter(opener, asyncio.get_running_loop())
+        w, seen = traced_writer(path)
         done = listen(w)
         w.put([tel(i) for i in range(60)])
         await committed(done)
@@ -511,14 +502,7 @@ def test_acks_free_the_in_flight_window_at_once_while_a_window_is_open(tmp_path,
     path = str(tmp_path / "outbox.db")
 
     async def main():
-        seen: list[str] = []
-
-        def opener():
-            ob = Outbox.open(path, inflight=10)
-            ob._db.set_trace_callback(seen.append)
-            return ob
-
-        w = StoreWriter(opener, asyncio.get_running_loop())
+        w, seen = traced_writer(path, inflight=10)
         done = listen(w)
         w.put([tel(i) for i in range(30)])
         w.commit_soon()
