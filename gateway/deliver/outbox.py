@@ -43,12 +43,10 @@ SEQ_RESERVE = 1_000
 class Outbox(Store):
     """Durable ordered queue; see docs/dev/interfaces.md for the contract."""
 
-    def next_batch(self, limit: int, flush_acks: bool = True) -> list[Pending]:
+    def next_batch(self, limit: int) -> list[Pending]:
         """Oldest messages not in flight, at most the free part of the in-flight
-        window. A message gets its seq here at first send (persisted first).
-        flush_acks=False: acks' deletes wait for the next put (StoreWriter)."""
-        if flush_acks:
-            self._maybe_flush_acks()
+        window. A message gets its seq here at first send (persisted first)."""
+        self._maybe_flush_acks()
         room = min(limit, self.inflight_max - len(self._inflight))
         if room <= 0:
             return []
@@ -203,10 +201,10 @@ class Outbox(Store):
         self._seq += 1
         return self._seq - 1
 
-    def ack(self, id: int, flush: bool = True) -> None:
+    def ack(self, id: int) -> None:
         """PUBACK for a message from next_batch. The delete may be deferred
-        (batched; flush=False: to the next transaction, a put's); a crash
-        before it only causes a bounded duplicate."""
+        (batched, or to the next put's transaction: ack_deletes_wait); a
+        crash before it only causes a bounded duplicate."""
         id = self._alias.pop(id, id)
         self._inflight.discard(id)
         if id < 0:
@@ -215,8 +213,7 @@ class Outbox(Store):
         if not self._acks:
             self._acks_since = time.monotonic()
         self._acks.append(id)
-        if flush:
-            self._maybe_flush_acks()
+        self._maybe_flush_acks()
 
     def release_inflight(self) -> None:
         """After a disconnect: in-flight messages go back to the queue and are

@@ -49,7 +49,7 @@ class Store:
         self.synchronous = synchronous
         self.inflight_max = inflight
         self.ram_only = ""  # why the store lives in RAM (see in_ram), or ""
-
+        self.ack_deletes_wait = False  # set by the StoreWriter while a put is due: they ride in it
         self._inflight: set[int] = set()
         self._alias: dict[int, int] = {}  # memory id -> row id once written back
         self._acks: list[int] = []
@@ -354,7 +354,8 @@ class Store:
         return out
 
     def _maybe_flush_acks(self) -> None:
-        if self._acks and (len(self._acks) >= ACK_FLUSH_COUNT or time.monotonic() - self._acks_since >= ACK_FLUSH_S):
+        if self._acks and not self.ack_deletes_wait and (
+                len(self._acks) >= ACK_FLUSH_COUNT or time.monotonic() - self._acks_since >= ACK_FLUSH_S):
             self._flush_acks()
 
     def flush(self) -> None:

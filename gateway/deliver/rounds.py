@@ -58,7 +58,7 @@ class Rounds:
         # A put is stored in this round or the next: acks are applied now (the
         # in-flight window frees at once) and their deletes ride in its
         # transaction, with no commit of their own.
-        self._riding = bool(rows or kv) or self._put_waiting
+        ob.ack_deletes_wait = bool(rows or kv) or self._put_waiting
         acked = any(op.kind == "ack" for op in ops)
         for op in ops:
             # asked for before these puts came, with nothing waiting: they are the answer
@@ -66,7 +66,7 @@ class Rounds:
                 self._unpark([])
                 self._parked, op.kind = (op.fut, op.args[0]), "done"
             elif op.kind == "ack":
-                ob.ack(*op.args, flush=not self._riding)
+                ob.ack(*op.args)
                 op.kind = "done"
         if rows or kv:
             # puts first: a batch asked for in the same round sees them
@@ -88,7 +88,7 @@ class Rounds:
                 break  # closed: nothing is queued after a close
         else:
             if self._parked is not None and (rows or acked or any(op.kind == "retry" for op in ops)):
-                batch = ob.next_batch(self._parked[1], flush_acks=not self._riding)   # room freed, or held events
+                batch = ob.next_batch(self._parked[1])   # room freed, or memory-held events
                 if batch:
                     self._unpark(batch)
             now = time.monotonic()
@@ -107,7 +107,7 @@ class Rounds:
         if kind == "next":
             limit, wait = op.args
             # the publisher asks again as soon as a batch is out: mostly nothing waits
-            batch = [] if wait and ob.nothing_waits() else ob.next_batch(limit, flush_acks=not self._riding)
+            batch = [] if wait and ob.nothing_waits() else ob.next_batch(limit)
             if batch or not wait:
                 self._answer(op.fut, self._batch(batch))
             else:
