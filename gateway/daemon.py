@@ -47,6 +47,7 @@ from gateway.site.config import Config
 from gateway.site.looplag import LoopLag
 from gateway.site.sdnotify import Supervision
 from gateway.site.state import StateStore
+from gateway.site.ticks import sleep_to_tick
 from protocols.models import load_catalogue
 
 log = logging.getLogger(__name__)
@@ -202,8 +203,7 @@ class Daemon:
         # device reports by exception); telemetry carries the readings.
         active = interp.active()
         sig = (d.available, d.last_error, d.last_values.get("log_epoch"),
-               tuple(sorted((c, bool(i.get("flapping")))
-                                                       for c, i in active.items())))
+               tuple(sorted((c, bool(i.get("flapping"))) for c, i in active.items())))
         last_sig, last_at = self._state_sent.get(d.name, (None, -1e9))
         refresh = max(STATE_REFRESH_S, d.cfg.report.heartbeat_s) if d.cfg.report else STATE_REFRESH_S
         if sig != last_sig or now - last_at >= refresh:
@@ -304,7 +304,7 @@ class Daemon:
     async def _housekeeping(self) -> None:
         last_state = time.monotonic()
         while True:
-            await asyncio.sleep(HOUSEKEEPING_S)
+            await sleep_to_tick(HOUSEKEEPING_S)
             try:
                 self.outbox.flush()
                 if self.outbox.health != "ok":

@@ -31,6 +31,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.site.config import MqttCfg
+from gateway.site.ticks import sleep_to_tick
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ class MqttLink:
     async def _misc(self, client: paho.Client) -> None:
         while client.socket() is not None:
             client.loop_misc()
-            await asyncio.sleep(MISC_S)
+            await sleep_to_tick(MISC_S)   # shares the loop-lag sampler's wake-up
 
     def _connected(self, session: int, rc) -> None:
         if session != self._session:
