@@ -6,10 +6,9 @@ here as lateness before it shows as a missed poll. A timer due every
 PERIOD_S fires late by however long the loop was busy; the last WINDOW_S of
 samples (2,400) give the percentiles that `edgegw diag` and the status topic
 report. The ticks are due at multiples of PERIOD_S on the loop's clock,
-the grid the daemon's other periodic timers keep to (site/ticks.py), so
-they share wake-ups: a wake-up costs about 0.2 ms of CPU on a small VM,
-and four a second are 0.09 % of a core of the idle budget's 0.2 %
-(docs/performance.md).
+the grid the MQTT keep-alive keeps to (site/ticks.py), so the two share
+wake-ups: a wake-up costs about 0.2 ms of CPU on a small VM, and four a
+second are 0.09 % of a core of the idle budget's 0.2 % (docs/performance.md).
 """
 from __future__ import annotations
 

@@ -3,10 +3,14 @@
 On the small VMs and boards a site runs on, a wake-up of an idle process
 costs about 0.2 ms of CPU whatever it then does (measured: an asyncio timer
 alone, 215-232 us per wake). The loop-lag sampler ticks four times a
-second, the MQTT keep-alive once a second, housekeeping every 5 s: on their
-own clocks they were five or six wake-ups a second. Due at multiples of
-their periods on the loop's clock, which all lie on the sampler's 0.25 s
-grid, they share wake-ups: four a second (docs/performance.md, idle CPU).
+second and the MQTT keep-alive once a second: on their own clocks they
+were five wake-ups a second, on one grid of the loop's clock four
+(docs/performance.md, idle CPU).
+
+Only work too small to matter goes on the grid. What shares the sampler's
+wake-up runs just after its sample and is done long before the next one:
+the sampler never sees it. Housekeeping (a state flush holds the loop for
+milliseconds) keeps its own phase, where a stall in it shows as lag.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """site/ticks.py: the daemon's periodic timers share wake-ups.
 
 An idle gateway's CPU is its wake-ups (about 0.2 ms each on a small VM,
-whatever the timer does), so the loop-lag sampler, the MQTT keep-alive and
-housekeeping are due on one grid. Counted with a real event loop whose
+whatever the timer does), so the loop-lag sampler and the MQTT keep-alive
+are due on one grid. Counted with a real event loop whose
 selector records every sleep it takes: a count, not a time."""
 from __future__ import annotations
 
@@ -24,14 +24,12 @@ def test_next_tick_is_the_first_multiple_after_now(now, period):
     assert t / period == math.floor(t / period)
 
 
-def test_the_daemons_periods_lie_on_the_lag_samplers_grid():
-    from gateway.daemon import HOUSEKEEPING_S
+def test_the_keep_alive_lies_on_the_lag_samplers_grid():
     from gateway.deliver.mqtt import MISC_S
     from gateway.site.looplag import PERIOD_S
     for now in (0.0, 3.3, 1234.567, 7.75, 86399.99):
-        for p in (MISC_S, HOUSEKEEPING_S):
-            t = next_tick(now, p)
-            assert t / PERIOD_S == math.floor(t / PERIOD_S), (now, p)   # exactly on it, no float drift
+        t = next_tick(now, MISC_S)
+        assert t / PERIOD_S == math.floor(t / PERIOD_S), now   # exactly on it, no float drift
 
 
 class _CountingSelector(selectors.DefaultSelector):
