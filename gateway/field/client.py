@@ -89,6 +89,8 @@ class ControlClient:
                 chunk = self._sock.recv(65536)
             except TimeoutError:
                 raise DaemonError("timeout", f"no answer from the daemon within {self.timeout:.0f} s") from None
+            except OSError as exc:
+                raise DaemonError("closed", f"the daemon closed the connection: {exc}") from None
             if not chunk:
                 raise DaemonError("closed", "the daemon closed the connection")
             self._buf += chunk
@@ -102,8 +104,22 @@ class ControlClient:
         try:
             self._sock.sendall(json.dumps(req).encode() + b"\n")
         except OSError as exc:
+            # The daemon may have answered and closed before the request
+            # went out (a full socket says "busy" to a newcomer at once):
+            # what it said is the reason, not the broken pipe.
+            said = self._said_before_closing()
+            if said is not None:
+                raise DaemonError(said.get("code") or "error", said.get("error") or "refused") from None
             raise DaemonError("closed", f"cannot send to the daemon: {exc}") from None
         return self._n
+
+    def _said_before_closing(self) -> dict | None:
+        """A refusal the daemon left in the socket before closing it, if any."""
+        try:
+            msg = self._line()
+        except (DaemonError, ValueError):
+            return None
+        return msg if isinstance(msg, dict) and msg.get("ok") is False else None
 
     def request(self, cmd: str, args: dict | None = None,
                 on_progress: Callable[[dict], None] | None = None) -> object:

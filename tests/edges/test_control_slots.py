@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
 import socket
 import time
 from pathlib import Path
@@ -159,6 +160,41 @@ def test_a_client_in_the_middle_of_a_request_is_not_evicted(tmp_path):
             assert b'"held":false' in await run(s.recv, 4096)
         assert (await run(_ping, srv.path))["gateway"] == "t"
         for s in busy + [idle, last]:
+            s.close()
+    _serve(tmp_path, body, Holding)
+
+
+def _wait_peer_closed(s: socket.socket, timeout: float = 5.0) -> None:
+    p = select.poll()
+    p.register(s, select.POLLRDHUP)
+    assert p.poll(timeout * 1000), "the server did not close the connection"
+
+
+def test_a_newcomer_told_busy_hears_it_even_when_the_server_closed_first(tmp_path):
+    """CI flake of stop 22: the server answers "busy" and closes before the
+    client's request is out; the send then fails (EPIPE) and the CLI said
+    "the daemon closed the connection", not why. Forced here: the client
+    connects, and only sends once the server has closed."""
+    Holding.release = None
+
+    async def body(srv, run):
+        Holding.release = asyncio.Event()
+        held = []
+        for i in range(MAX_CLIENTS):
+            s = await run(_connect, srv.path)
+            s.sendall(b'{"id": %d, "cmd": "hold"}\n' % i)
+            held.append(s)
+        for s in held:
+            assert b'"progress"' in await run(s.recv, 4096)
+        c = ControlClient(srv.path, 3.0).connect()
+        await run(_wait_peer_closed, c._sock)
+        with pytest.raises(DaemonError) as e:
+            await run(c.request, "ping")
+        assert e.value.code == "busy", e.value.message
+        c.close()
+        Holding.release.set()
+        for s in held:
+            assert b'"held":false' in await run(s.recv, 4096)
             s.close()
     _serve(tmp_path, body, Holding)
 
