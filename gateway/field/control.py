@@ -152,7 +152,11 @@ class ControlServer:
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:
-            raise
+            # Only the server cancels a connection (eviction, stop), and
+            # nothing awaits its result. Ending it cancelled would make
+            # Python 3.11's stream server log "Exception in callback" with
+            # a traceback for a connection closed on purpose.
+            task.uncancel()
         except Exception:  # noqa: BLE001 - one client's trouble is not the daemon's
             log.exception("control: client session failed")
         finally:

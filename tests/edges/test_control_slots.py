@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import select
 import socket
 import time
@@ -93,6 +94,26 @@ def test_idle_connections_make_room_for_a_new_client(tmp_path):
         for s in idle:
             s.close()
     _serve(tmp_path, body)
+
+
+def test_evicting_and_stopping_log_no_error(tmp_path, caplog):
+    """On Python 3.11 (Debian bookworm's), asyncio logs a connection task
+    that ends cancelled as "Exception in callback ... CancelledError" with a
+    traceback: each eviction and each connection open at stop put an ERROR
+    in the journal of a gateway that had done nothing wrong."""
+    async def body(srv, run):
+        idle = [await run(_connect, srv.path) for _ in range(MAX_CLIENTS)]
+        await _until(lambda: len(srv._clients) == MAX_CLIENTS, "every connection to be served")
+        assert (await run(_ping, srv.path))["gateway"] == "t"
+        assert json.loads(await run(_read_all, idle[0]))["code"] == "evicted"
+        return idle
+    with caplog.at_level(logging.INFO):
+        idle = _serve(tmp_path, body)       # the other 15 are open at stop
+    for s in idle:
+        s.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors == []
+    assert any("make room" in r.getMessage() for r in caplog.records)
 
 
 def test_blank_lines_do_not_keep_a_slot(tmp_path, monkeypatch):
