@@ -1,6 +1,7 @@
 """The daemon's fault-event history for `edgegw faults`: JSON lines, bounded
 by lines and by age."""
 
+import errno
 import json
 import os
 import time
@@ -109,9 +110,18 @@ class History:
                 os.unlink(self.old)   # all of it too old already (a long quiet spell)
                 self._old_last = None
         data = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records)
+        raw = data.encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
-            os.write(fd, data.encode())
+            end = os.fstat(fd).st_size
+            try:
+                if os.write(fd, raw) != len(raw):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            except OSError:
+                # A write cut short (a full disk) leaves half a line, and the
+                # next append would be glued to it and lost with it.
+                os.ftruncate(fd, end)
+                raise
         finally:
             os.close(fd)
         self._lines += len(records)

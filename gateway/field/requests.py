@@ -72,6 +72,7 @@ class Requests:
         self.history = History(Path(daemon.cfg.gateway.state_dir) / HISTORY_NAME,
                                max_days=getattr(daemon.cfg.gateway, "fault_history_days", HISTORY_MAX_DAYS))
         self._watchers: set[_Watcher] = set()
+        self._history_lost = 0      # events not written to history.jsonl since the last success
         self._scanning: set[str] = set()
         self._diag_lock = asyncio.Lock()
         self._mqtt_diag_at: float | None = None
@@ -82,8 +83,18 @@ class Requests:
         try:
             if events:
                 self.history.append([history_record(ev) for ev in events])
+                if self._history_lost:
+                    log.info("control: %s written again; %d fault events of the time before are not in it "
+                             "(they were published: the outbox is the record)",
+                             self.history.path, self._history_lost)
+                    self._history_lost = 0
         except OSError as exc:
-            log.warning("control: cannot append to %s: %s", self.history.path, exc)
+            # Once per spell, not once per event: on a full disk the journal
+            # may be on the same disk.
+            if not self._history_lost:
+                log.warning("control: cannot append to %s: %s; the fault history misses events "
+                            "until it can (one line when it can again)", self.history.path, exc)
+            self._history_lost += len(events)
         if not self._watchers:
             return
         try:
