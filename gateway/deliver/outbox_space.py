@@ -154,10 +154,10 @@ class Space:
         if not freed:
             freed = self.release()
         if freed:
-            self._checkpoint(db)
+            self.checkpoint(db)
         return freed
 
-    def _checkpoint(self, db: sqlite3.Connection) -> bool:
+    def checkpoint(self, db: sqlite3.Connection) -> bool:
         try:
             busy = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0]
             return not busy
@@ -169,8 +169,8 @@ class Space:
     def go_tight(self, db: sqlite3.Connection) -> None:
         """Stop growing: write the WAL out (with the ballast's blocks if need be)
         and cap the database at its size."""
-        if not self._checkpoint(db) and self.release():
-            self._checkpoint(db)
+        if not self.checkpoint(db) and self.release():
+            self.checkpoint(db)
         if not self.tight:
             self._ceiling = db.execute("PRAGMA max_page_count").fetchone()[0]
             self.tight = True

@@ -120,14 +120,6 @@ class Store:
         Immune to wall-clock jumps; downtime does not advance it."""
         return self._clock_base + (time.monotonic() - self._mono0)
 
-    @property
-    def _last_age_check(self) -> float:
-        return self._budget.last_age_check
-
-    @_last_age_check.setter
-    def _last_age_check(self, value: float) -> None:
-        self._budget.last_age_check = value
-
     def _save_counters(self) -> None:
         c = self._c
         c.clock = max(c.clock, self._now())
@@ -363,15 +355,23 @@ class Store:
         self._flush_acks()
 
     def _flush_acks(self) -> None:
-        if not self._acks:
-            return
-        ids = self._acks
-        try:
-            self._drain_tx(lambda: self._delete(ids))
-        except sqlite3.Error as exc:
-            self._degrade(exc)
-            return
-        self._acks = []
+        """Delete the acknowledged rows. Short of space, fewer at a time: one
+        delete of hundreds of rows needs more WAL than a full disk has (acks
+        pile up while the puts they were to ride in cannot commit), and if it
+        can never go through, no page is ever freed."""
+        k = len(self._acks)
+        while self._acks:
+            chunk = self._acks[:k]
+            try:
+                self._drain_tx(lambda: self._delete(chunk))
+            except sqlite3.Error as exc:
+                if is_full(exc) and k > 1:
+                    k //= 2
+                    self._space.checkpoint(self._db)   # the WAL can start over
+                    continue
+                self._degrade(exc)
+                return
+            self._acks = self._acks[len(chunk):]
 
     @property
     def health(self) -> str:

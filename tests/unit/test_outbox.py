@@ -281,7 +281,7 @@ def test_wall_clock_jumps_purge_nothing(path, monkeypatch):
     real = time.time
     for jump in (-86400.0, 365 * 86400.0):
         monkeypatch.setattr(time, "time", lambda j=jump: real() + j)
-        ob._last_age_check = float("-inf")  # force the check now
+        ob._budget.last_age_check = float("-inf")  # force the check now
         ob.put([tel(1)])
         seqs += [p.seq for p in ob.next_batch(1)]
         assert ob.stats()["dropped"] == {"telemetry": 0, "state": 0, "event": 0}

@@ -180,3 +180,32 @@ def test_another_program_fills_the_disk_at_once(fs):
     ob.put(poll(i))
     assert ob.stats()["health"] == "ok"
     assert [body(p)["i"] for p in drain(ob) if p.topic.endswith("/event")] == [i]
+
+
+
+def test_acks_deferred_to_puts_still_free_a_full_disk(fs):
+    """The gateway's store thread defers ack deletes to the next put's
+    transaction while polls keep coming (ack_deletes_wait). On a full disk
+    that put did not commit, so the acks piled up (823 in the disk-full
+    integration run) and their one delete needed more WAL than the disk
+    had: it failed at every round, the acknowledged rows stayed, nothing new
+    could be stored and health stayed "disk_full" for good."""
+    ob = Outbox.open(os.path.join(fs.dir, "outbox.db"))
+    i = 0
+    while ob.stats()["health"] == "ok":
+        ob.put(poll(i))
+        i += 1
+        assert i < 20_000, "never full"
+    fs.squeeze()
+    assert fs.free() == 0
+    ob.ack_deletes_wait = True          # a put is always due: polls every 0.2 s
+    sent = drain(ob)                    # the uplink is back: all of it sent and acked
+    assert len(ob._acks) > 1000 and len(sent) > 1000
+    for _ in range(50):                 # polls go on
+        ob.put(poll(i))
+        i += 1
+    s = ob.stats()
+    assert s["health"] == "ok", s
+    assert s["memory_held"] == 0 and s["backlog_msgs"] <= 50 * len(poll(0)), s
+    assert fs.free() == 0
+    ob.close()
