@@ -10,7 +10,8 @@ broker delivered (duplicates only under the same seq); per device they
 arrive in the order they happened; the backlog drains; health returns to
 "ok"; and the log has no traceback while state.json cannot be written.
 
-Bounded (about 90 s): the tmpfs is mostly taken by a filler file first, so
+Bounded (about 90 s, at most about 160 s when the MQTT reconnect back-off
+rolls long): the tmpfs is mostly taken by a filler file first, so
 the outbox needs only a few hundred kB to fill it; once the outbox says the
 disk is full, the test takes the last free bytes itself, as another program
 on the box would.
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.deliver.mqtt import BACKOFF_MAX_S
 from tests.support import (ROOT, Broker, Subscriber, Uplink, free_port, gateway_config,
                            start_gateway, start_sim, stop_proc, wait_until)
 
@@ -179,6 +181,11 @@ def test_full_disk_drains_everything_in_order_and_recovers(tmp_path):
 
         note("uplink up")
         uplink.up()   # no operator action: the filler stays where it is
+        # The reconnect waits out the back-off reached while the uplink was
+        # down (jittered, up to BACKOFF_MAX_S): the drain is timed from the
+        # reconnect, or the test fails on a slow roll of the jitter.
+        wait_until(lambda: _connects(tmp_path) >= 2, BACKOFF_MAX_S + 10, "the gateway to reconnect", 0.5)
+        note("reconnected")
         wait_until(lambda: outbox_health(cfg) == ("ok", 0) or _live_and_ok(sub, cfg), 45,
                    "the backlog to drain and health to return to ok", 1.0)
         note("drained, health ok")
@@ -239,6 +246,10 @@ def test_full_disk_drains_everything_in_order_and_recovers(tmp_path):
     assert "Traceback" not in log, log[log.index("Traceback") - 300:][:3000]
     state_warnings = [ln for ln in log.splitlines() if "state.json" in ln]
     assert 1 <= len(state_warnings) <= 3, state_warnings
+
+
+def _connects(work: Path) -> int:
+    return (work / "gateway.log").read_text().count("mqtt: connected to")
 
 
 def _live_and_ok(sub, cfg) -> bool:
