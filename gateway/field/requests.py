@@ -85,7 +85,7 @@ class Requests:
                 self.history.append([history_record(ev) for ev in events])
                 if self._history_lost:
                     log.info("control: %s written again; %d fault events of the time before are not in it "
-                             "(they were published: the outbox is the record)",
+                             "(they went to the outbox and MQTT as usual)",
                              self.history.path, self._history_lost)
                     self._history_lost = 0
         except OSError as exc:
