@@ -33,6 +33,7 @@ class History:
         self.db.execute("CREATE INDEX IF NOT EXISTS event_ctl ON event(controller, kind, stamp)")
         self.db.execute("CREATE INDEX IF NOT EXISTS event_stamp ON event(stamp)")
         self._pruned = 0.0
+        self._missed = 0      # events not written since the last success
 
     def add(self, controller: str, bodies: list[dict], now: float) -> None:
         rows = [(b["id"], controller, now, b["type"], json.dumps(b, ensure_ascii=False, separators=(",", ":")))
@@ -46,7 +47,16 @@ class History:
         except sqlite3.Error as exc:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
-            log.warning("door history not written (%s); the events themselves are in the outbox", exc)
+            # Once per spell: on a full disk the journal may be on it too.
+            if not self._missed:
+                log.warning("door history not written (%s); the events themselves are in the outbox "
+                            "(one line when it is written again)", exc)
+            self._missed += len(rows)
+            return
+        if self._missed:
+            log.info("door history written again; %d door events of the time before are not in it "
+                     "(they went to the outbox and MQTT as usual)", self._missed)
+            self._missed = 0
 
     def prune(self, now: float, days: float, force: bool = False) -> int:
         if not force and now - self._pruned < HISTORY_PRUNE_S:
