@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,10 +22,38 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_given: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, for a server a test starts. Not from
+    bind(0): that is the ephemeral range, from which the kernel also picks
+    the local port of any connection made before the server binds (the
+    test's own MQTT client), and the server then cannot listen. Never the
+    same port twice in a run."""
+    lo, hi = ephemeral_range()
+    pool = range(20000, lo) if lo > 21000 else range(hi + 1, 65536)
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.choice(pool)
+        if port in _given:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
+    raise RuntimeError("no free port outside the ephemeral range")
 
 
 def mosquitto_exe() -> str:
