@@ -262,6 +262,8 @@ def daemon_error(site: Site, exc: Exception) -> int:
         err(t(site.lang, "er.denied", sock=site.socket))
     elif isinstance(exc, DaemonDown):
         err(t(site.lang, "er.daemon_down", sock=site.socket))
+    elif getattr(exc, "code", None) == "busy":
+        err(t(site.lang, "er.daemon_busy", err=exc.message))  # type: ignore[attr-defined]
     else:
         err(t(site.lang, "er.daemon_error", err=getattr(exc, "message", str(exc))))
     return 2

@@ -310,6 +310,8 @@ S: dict[str, tuple[str, str]] = {
     "er.denied": ("cannot reach the daemon at {sock}: permission denied; add yourself to group edgegw or use sudo",
                   "无法连接守护进程 {sock}：权限不足；请加入 edgegw 组或使用 sudo"),
     "er.daemon_error": ("the daemon answered: {err}", "守护进程返回错误：{err}"),
+    "er.daemon_busy": ("the daemon is busy ({err}); try again in a moment",
+                       "守护进程繁忙（{err}），请稍后再试"),
     "er.no_bus": ("no bus {bus!r} in the config; buses: {known}", "配置中没有总线 {bus!r}；总线列表：{known}"),
     "er.units": ("bad --units {units!r}: expected FIRST-LAST within 1-247", "--units {units!r} 无效：应为 1-247 范围内的 起-止"),
     "er.port": ("cannot open {port}: {why}", "无法打开 {port}：{why}"),

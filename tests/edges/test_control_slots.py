@@ -236,3 +236,14 @@ def test_watch_streams_are_capped_so_they_cannot_take_every_slot(tmp_path):
         for s in watchers:
             s.close()
     _serve(tmp_path, body)
+
+
+@pytest.mark.parametrize("lang, words", [("en", "busy"), ("zh", "繁忙")])
+def test_the_cli_says_busy_in_the_engineers_language(tmp_path, capsys, lang, words):
+    """A refusal "busy" tells the engineer, in the site's language, that the
+    daemon is busy and to try again; the daemon's own detail follows."""
+    from gateway.field.client import Site, daemon_error
+    site = Site(path="x.toml", cfg=None, models={}, lang=lang, color=False, state_dir=tmp_path)
+    assert daemon_error(site, DaemonError("busy", "a diag is already running")) == 2
+    said = capsys.readouterr().err
+    assert words in said and "a diag is already running" in said
