@@ -182,7 +182,6 @@ def test_another_program_fills_the_disk_at_once(fs):
     assert [body(p)["i"] for p in drain(ob) if p.topic.endswith("/event")] == [i]
 
 
-
 def test_acks_deferred_to_puts_still_free_a_full_disk(fs):
     """The gateway's store thread defers ack deletes to the next put's
     transaction while polls keep coming (ack_deletes_wait). On a full disk
